@@ -1,0 +1,262 @@
+"""The ``robens`` command line: a thin layer over the Python API.
+
+User errors (missing data, bad config, corrupt checkpoint, bad input) print one
+``error: ...`` message and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import typer
+
+import robens
+from robens.errors import RobensError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Train, attack and evaluate adversarially robust model ensembles.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and download datasets.")
+app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"robens {robens.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """robens: adversarially robust model ensembles."""
+
+
+# ---------------------------------------------------------------------------- train
+# flag -> dotted config key
+TRAIN_FLAGS = {
+    "dataset": "data.dataset",
+    "data_root": "data.root",
+    "train_size": "data.train_size",
+    "test_size": "data.test_size",
+    "batch_size": "data.batch_size",
+    "model": "model.arch",
+    "members": "model.members",
+    "activation": "model.activation",
+    "combine": "model.combine",
+    "objective": "objective",
+    "optimizer": "optimizer.name",
+    "lr": "optimizer.lr",
+    "schedule": "schedule.name",
+    "epochs": "training.epochs",
+    "strategy": "training.strategy",
+    "device": "training.device",
+    "threads": "training.threads",
+    "seed": "seed",
+    "name": "name",
+    "out": "output_dir",
+}
+
+
+def build_train_config(config: Path | None, flags: dict[str, Any], sets: list[str]):
+    """Merge a YAML config, explicit flags and ``--set key=value`` items into a config."""
+    from robens.config import apply_overrides, load_yaml, parse_set_option, validate_config
+
+    data: dict[str, Any] = {}
+    if config is not None:
+        loaded = load_yaml(config)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise robens.errors.ConfigError(f"config {config} must be a mapping of keys")
+        data = loaded or {}
+    overrides = {TRAIN_FLAGS[k]: v for k, v in flags.items() if v is not None}
+    overrides.update(dict(parse_set_option(s) for s in sets))
+    data = apply_overrides(data, overrides)
+    if "output_dir" not in data and "name" in data:
+        data["output_dir"] = f"runs/{data['name']}"
+    return validate_config(data, source=str(config) if config else "(flags)")
+
+
+@app.command()
+def train(
+    config: Path | None = typer.Argument(None, help="Experiment YAML (see configs/)."),
+    dataset: str | None = typer.Option(None, help="fashion-mnist | mnist | cifar10 | synthetic"),
+    data_root: str | None = typer.Option(None, help="Folder holding the dataset files."),
+    train_size: int | None = typer.Option(None, help="Use a random subset of the training set."),
+    test_size: int | None = typer.Option(None, help="Use a random subset of the test set."),
+    batch_size: int | None = typer.Option(None, help="Training batch size."),
+    model: str | None = typer.Option(None, help="lenet | conv3 | conv4 | resnet20 | resnet26"),
+    members: int | None = typer.Option(None, help="Number of ensemble members M."),
+    activation: str | None = typer.Option(None, help="relu | leaky_relu"),
+    combine: str | None = typer.Option(None, help="logits | probs | log_probs"),
+    objective: str | None = typer.Option(None, help="e.g. 'ce + 0.5*gal + 0.1*jr'"),
+    optimizer: str | None = typer.Option(None, help="adam | sgd"),
+    lr: float | None = typer.Option(None, help="Learning rate."),
+    schedule: str | None = typer.Option(None, help="constant | step | cosine | cyclic_cosine"),
+    epochs: int | None = typer.Option(None, help="Number of epochs."),
+    strategy: str | None = typer.Option(None, help="joint | bagging | snapshot"),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda"),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
+    seed: int | None = typer.Option(None, help="Random seed."),
+    name: str | None = typer.Option(None, help="Experiment name."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Run directory."),
+    set_: list[str] = typer.Option([], "--set", help="Any config key: --set optimizer.lr=0.01"),
+    resume: bool = typer.Option(False, help="Continue the run in --out from its checkpoint."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train an ensemble; writes checkpoint.safetensors, config.yaml, history.json."""
+    flags = {k: v for k, v in locals().items() if k in TRAIN_FLAGS}
+    cfg = build_train_config(config, flags, set_)
+    from robens.training import Trainer
+
+    trainer = Trainer(cfg, progress=progress and sys.stderr.isatty())
+    typer.echo(
+        f"training {cfg.model.members}x{cfg.model.arch} on {trainer.train_set.name}"
+        f" ({len(trainer.train_set)} train / {len(trainer.test_set)} test), objective"
+        f" '{trainer.objective}', strategy {cfg.training.strategy}, seed {cfg.seed}"
+    )
+    result = trainer.fit(resume=resume)
+    typer.echo(
+        f"done: ensemble test accuracy {100 * result.test_accuracy:.2f}%;"
+        f" checkpoint {result.checkpoint}"
+    )
+
+
+# ---------------------------------------------------------------------------- evaluate
+@app.command()
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="checkpoint.safetensors or its run directory."),
+    suite: Path | None = typer.Option(None, help="Attack suite YAML (white-box/transfer/UAP)."),
+    dataset: str | None = typer.Option(None, help="Override the checkpoint's dataset."),
+    data_root: str | None = typer.Option(None, help="Folder holding the dataset files."),
+    test_size: int | None = typer.Option(None, help="Evaluate on a random test subset."),
+    batch_size: int = typer.Option(500, help="Evaluation batch size."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where results go."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    seed: int = typer.Option(0, help="Seed for subsets and random attacks."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Clean accuracy of each member and the ensemble (and an attack suite with --suite)."""
+    from robens.evaluate import evaluate_clean_checkpoint
+
+    if suite is not None:
+        from robens.evaluate import run_suite_cli
+
+        run_suite_cli(
+            checkpoint, suite, dataset, data_root, test_size, batch_size, out, device, seed,
+            progress and sys.stderr.isatty(),
+        )
+        return
+    result = evaluate_clean_checkpoint(
+        checkpoint, dataset=dataset, root=data_root, test_size=test_size,
+        batch_size=batch_size, out=out, device=device, seed=seed,
+    )
+    _print_accuracy_table(result)
+    typer.echo(f"records: {result['records_path']}")
+
+
+def _print_accuracy_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"clean accuracy on {result['dataset']} ({result['n']} test images)")
+    table.add_column("model")
+    table.add_column("accuracy %", justify="right")
+    for i, acc in enumerate(result["members"]):
+        table.add_row(f"member {i}", f"{100 * acc:.2f}")
+    table.add_row("[bold]ensemble[/bold]", f"[bold]{100 * result['ensemble']:.2f}[/bold]")
+    Console().print(table)
+
+
+# ---------------------------------------------------------------------------- attack
+@app.command()
+def attack(
+    checkpoint: Path = typer.Argument(..., help="checkpoint.safetensors or its run directory."),
+    attack_name: str = typer.Option("pgd", "--attack", help="fgsm | rfgsm | ifgsm | mifgsm | pgd"
+                                    " | cw | jsma | ead | spsa | uap"),
+    eps: float = typer.Option(0.1, help="Perturbation budget (pixels in [0, 1])."),
+    steps: int | None = typer.Option(None, help="Iterations (attack default when omitted)."),
+    alpha: float | None = typer.Option(None, help="Step size (attack default when omitted)."),
+    loss: str = typer.Option("ce", help="ce | cw (PGD); adaptive losses for MMC/RCE models."),
+    norm: str = typer.Option("linf", help="linf | l2"),
+    surrogate: Path | None = typer.Option(None, help="Craft on this checkpoint (transfer)."),
+    save: Path | None = typer.Option(None, help="Save adversarial examples to an .npz file."),
+    test_size: int | None = typer.Option(None, help="Attack a random test subset."),
+    batch_size: int = typer.Option(250, help="Batch size."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where the JSON record goes."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    seed: int = typer.Option(0, help="Seed of random starts and subsets."),
+) -> None:
+    """Attack a checkpoint (white-box, or transfer with --surrogate); prints robust accuracy."""
+    from robens.attacks.runner import attack_checkpoint
+
+    summary = attack_checkpoint(
+        checkpoint, attack=attack_name, eps=eps, steps=steps, alpha=alpha, loss=loss, norm=norm,
+        surrogate=surrogate, save=save, test_size=test_size, batch_size=batch_size, out=out,
+        device=device, seed=seed,
+    )
+    typer.echo(
+        f"{summary['attack']} eps={summary['eps']}: clean {100 * summary['clean_accuracy']:.2f}%"
+        f" -> robust {100 * summary['robust_accuracy']:.2f}% on {summary['n']} images"
+        f" ({summary['threat_model']}); record {summary['record_path']}"
+    )
+    for warning in summary.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
+
+
+# ---------------------------------------------------------------------------- data
+@data_app.command("info")
+def data_info(
+    name: str = typer.Argument(..., help="fashion-mnist | mnist | cifar10 | synthetic"),
+    root: str | None = typer.Option(None, help="Folder holding the dataset files."),
+) -> None:
+    """Where a dataset is found, its files and sizes."""
+    from robens.data import dataset_info
+
+    typer.echo(json.dumps(dataset_info(name, root=root), indent=2, default=str))
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="fashion-mnist | mnist | cifar10"),
+    root: str | None = typer.Option(None, help="Target folder (default ~/.robens/data/NAME)."),
+) -> None:
+    """Download the official files (checksums verified). Needs a network connection."""
+    from robens.data import download_dataset
+
+    path = download_dataset(name, root=root)
+    typer.echo(f"{name} is in {path}")
+
+
+# ---------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: maps library errors to one-line messages and exit status 2."""
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="robens")
+        return int(rv) if isinstance(rv, int) else 0
+    except RobensError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted; the last completed epoch's checkpoint is kept", err=True)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

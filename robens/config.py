@@ -1,0 +1,213 @@
+"""Experiment configs: YAML files validated by pydantic. Unknown keys are errors.
+
+Every ``robens train`` flag maps to a dotted key here (``--lr`` is ``optimizer.lr``), and
+``--set key=value`` reaches any other key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from robens.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentConfig(Strict):
+    """Training-time augmentation (GAL paper: shift + crop, flip on CIFAR, Gaussian noise)."""
+
+    shift: int = Field(0, ge=0, le=16)
+    crop_padding: int = Field(0, ge=0, le=16)
+    hflip: bool = False
+    noise_eps: float = Field(
+        0.0, ge=0.0, le=1.0, description="D_noise: truncated normal with sigma = noise_eps / 2"
+    )
+    noise_mode: Literal["concat", "replace"] = "concat"
+
+
+class DataConfig(Strict):
+    dataset: str = "fashion-mnist"
+    root: str | None = None
+    train_size: int | None = Field(None, ge=1)
+    test_size: int | None = Field(None, ge=1)
+    val_size: int = Field(0, ge=0, description="held out of training for soft-voting weights")
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1000, ge=1)
+    augment: AugmentConfig = AugmentConfig()
+
+
+class ModelConfig(Strict):
+    arch: str = "lenet"
+    archs: list[str] | None = Field(None, description="mixed ensemble: one arch per member")
+    members: int = Field(3, ge=1)
+    activation: str = "relu"
+    leaky_slope: float = Field(0.1, ge=0.0, lt=1.0)
+    combine: Literal["logits", "probs", "log_probs"] = "logits"
+    weights: list[float] | None = None
+    vectorize: bool | Literal["auto"] = "auto"
+    head: Literal["linear", "mmc", "mmlda"] = "linear"
+    mm_scale: float = Field(10.0, gt=0.0, description="C_MM: norm of Max-Mahalanobis centres")
+    rce: bool = Field(False, description="reverse cross-entropy model: negated-logit inference")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.archs is not None and len(self.archs) != self.members:
+            raise ValueError(f"archs lists {len(self.archs)} models but members is {self.members}")
+        if self.weights is not None:
+            if len(self.weights) != self.members:
+                raise ValueError(
+                    f"weights has {len(self.weights)} entries but members is {self.members}"
+                )
+            if any(w <= 0 for w in self.weights) or abs(sum(self.weights) - 1.0) > 1e-6:
+                raise ValueError("weights must be positive and sum to 1")
+        return self
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+class ScheduleConfig(Strict):
+    name: Literal["constant", "step", "cosine", "cyclic_cosine"] = "constant"
+    milestones: list[int] = Field(default_factory=list, description="epochs (step schedule)")
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    cycles: int = Field(1, ge=1, description="cyclic cosine: number of cycles")
+
+    @field_validator("milestones")
+    @classmethod
+    def _sorted(cls, v: list[int]) -> list[int]:
+        if any(m < 1 for m in v) or v != sorted(v):
+            raise ValueError("milestones must be increasing positive epochs")
+        return v
+
+
+class AdversarialConfig(Strict):
+    """Adversarial training on the fly, or ensemble adversarial training from static sources."""
+
+    attack: Literal["none", "fgsm", "pgd"] = "none"
+    eps: float = Field(0.1, ge=0.0, le=1.0)
+    eps_min: float | None = Field(None, ge=0.0, le=1.0, description="eps ~ U(eps_min, eps)")
+    steps: int = Field(10, ge=1)
+    ratio: float = Field(1.0, ge=0.0, description="adversarial examples per clean example")
+    sources: list[str] = Field(default_factory=list, description="static pre-trained checkpoints")
+
+
+class TrainingConfig(Strict):
+    epochs: int = Field(2, ge=1)
+    strategy: Literal["joint", "bagging", "snapshot"] = "joint"
+    soft_voting: Literal["uniform", "val_accuracy"] = "uniform"
+    adversarial: AdversarialConfig = AdversarialConfig()
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    grad_clip: float | None = Field(None, gt=0.0)
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1)
+
+
+class ExperimentConfig(Strict):
+    name: str = "experiment"
+    seed: int = Field(0, ge=0)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    objective: str = "ce"
+    terms: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="keyword arguments per objective term"
+    )
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    training: TrainingConfig = TrainingConfig()
+    output_dir: str = "runs/experiment"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}")
+    return f"invalid config {source}:\n" + "\n".join(lines)
+
+
+def validate_config(data: Any, source: str = "") -> ExperimentConfig:
+    """Validate a mapping into an :class:`ExperimentConfig`; errors name the offending key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {source} must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def load_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file safely (no Python objects); errors say where."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML in {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a UTF-8 text file") from None
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Load a YAML experiment config and apply dotted-key overrides."""
+    data = load_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys, got {type(data).__name__}")
+    return validate_config(apply_overrides(data, overrides or {}), source=str(path))
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``optimizer.lr``) in a nested mapping (copied)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"cannot set {dotted}: {part} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def parse_set_option(item: str) -> tuple[str, Any]:
+    """Parse ``key=value`` (value read as YAML: numbers, booleans, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The config as YAML text."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

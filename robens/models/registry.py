@@ -1,0 +1,198 @@
+"""Model registry (timm style): models are built by name from plain, JSON-serializable arguments.
+
+``build_model("conv3", in_shape=(1, 28, 28), activation="leaky_relu")`` returns an
+:class:`~robens.models.layers.ImageClassifier` whose ``robens_spec`` dict rebuilds the same
+architecture through :func:`build_model_from_spec` (used by checkpoints).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from robens.errors import ConfigError
+from robens.models.convnet import Conv3, Conv4
+from robens.models.layers import (
+    NormalizeSpec,
+    canonical_activation,
+    check_in_shape,
+    check_num_classes,
+    check_slope,
+    normalize_stats,
+)
+from robens.models.lenet import LeNet5
+from robens.models.resnet import CifarResNet, ResNet20, ResNet26
+
+Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_ALIASES: dict[str, str] = {}
+_STANDARD_ARGS = ("in_shape", "num_classes", "activation", "leaky_slope", "normalize")
+
+
+def _key(name: str) -> str:
+    return "".join(ch for ch in name.strip().lower() if ch not in "-_ ")
+
+
+def register_model(name: str, aliases: Sequence[str] = ()) -> Callable[[Builder], Builder]:
+    """Decorator registering a model class or factory under ``name`` (plus ``aliases``).
+
+    The builder is called as ``builder(in_shape=..., num_classes=..., activation=...,
+    leaky_slope=..., normalize=..., **kw)`` and must return an ``nn.Module``. Names are matched
+    case-insensitively, ignoring ``-``, ``_`` and spaces. Re-registering a taken name is an error.
+    """
+    if not isinstance(name, str) or not _key(name):
+        raise ConfigError(f"model name must be a non-empty string, got {name!r}")
+    canonical = name.strip().lower()
+    keys = {_key(name), *(_key(a) for a in aliases)}
+
+    def decorator(builder: Builder) -> Builder:
+        for k in keys:
+            owner = _ALIASES.get(k)
+            if owner is not None and _REGISTRY[owner] is not builder:
+                raise ConfigError(f"model name {k!r} is already registered (as {owner!r})")
+        _REGISTRY[canonical] = builder
+        for k in keys:
+            _ALIASES[k] = canonical
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Sorted canonical names of the registered models."""
+    return sorted(_REGISTRY)
+
+
+def resolve_model_name(name: object) -> str:
+    """Canonical registered name for ``name`` (case-insensitive alias); ConfigError if unknown."""
+    if isinstance(name, str):
+        canonical = _ALIASES.get(_key(name))
+        if canonical is not None:
+            return canonical
+    raise ConfigError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
+
+
+def _spec_extras(
+    name: str, builder: Callable[..., nn.Module], kw: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Check the extra keyword arguments of ``builder`` and return them for the spec, with the
+    builder's JSON-serializable defaults filled in (so a spec survives a change of default)."""
+    params = inspect.signature(builder).parameters
+    extras: dict[str, Any] = {}
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        named = {
+            p: v
+            for p, v in params.items()
+            if p not in _STANDARD_ARGS
+            and p != "self"
+            and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        }
+        unknown = sorted(set(kw) - set(named))
+        if unknown:
+            raise ConfigError(
+                f"unknown argument(s) {', '.join(unknown)} for model {name!r}; extra arguments"
+                f" it accepts: {', '.join(named) or 'none'}"
+            )
+        for p, v in named.items():
+            if v.default is not inspect.Parameter.empty and p not in kw:
+                try:
+                    json.dumps(v.default)
+                except (TypeError, ValueError):
+                    continue
+                extras[p] = v.default
+    for key, value in kw.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"argument {key}={value!r} of model {name!r} must be JSON-serializable"
+            ) from None
+        extras[key] = value
+    return {k: extras[k] for k in sorted(extras)}
+
+
+def build_model(
+    name: str,
+    *,
+    in_shape: Sequence[int] = (1, 28, 28),
+    num_classes: int = 10,
+    activation: str = "relu",
+    leaky_slope: float = 0.1,
+    normalize: NormalizeSpec | Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    **kw: Any,
+) -> nn.Module:
+    """Build a registered model; see :func:`list_models` for names.
+
+    ``normalize`` is ``None`` (identity) or ``(mean, std)`` (floats or per-channel sequences),
+    applied inside the model. ``seed`` makes the weight initialization reproducible without
+    touching the global RNG. Extra ``kw`` go to the model (e.g. ``shortcut="B"`` for ResNets,
+    ``depth=32`` for ``"resnet"``). The result carries ``model.robens_spec``, a JSON-serializable
+    dict such that ``build_model_from_spec(model.robens_spec)`` rebuilds the same architecture.
+    """
+    canonical = resolve_model_name(name)
+    builder = _REGISTRY[canonical]
+    shape = check_in_shape(in_shape, 1, canonical)
+    n_cls = check_num_classes(num_classes)
+    act = canonical_activation(activation)
+    slope = check_slope(leaky_slope)
+    norm = normalize_stats(normalize, shape[0])
+    extras = _spec_extras(canonical, builder, kw)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed must be an int or None, got {seed!r}")
+
+    def make() -> nn.Module:
+        return builder(
+            in_shape=shape,
+            num_classes=n_cls,
+            activation=act,
+            leaky_slope=slope,
+            normalize=norm,
+            **kw,
+        )
+
+    if seed is None:
+        model = make()
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = make()
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"builder of model {canonical!r} returned {type(model).__name__}")
+    model.robens_spec = {
+        "name": canonical,
+        "in_shape": list(shape),
+        "num_classes": n_cls,
+        "activation": act,
+        "leaky_slope": slope,
+        "normalize": None if norm is None else [list(norm[0]), list(norm[1])],
+        **extras,
+    }
+    return model
+
+
+def build_model_from_spec(spec: Mapping[str, Any]) -> nn.Module:
+    """Rebuild a model from its ``robens_spec`` (also after a JSON round trip)."""
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"model spec must be a mapping, got {type(spec).__name__}")
+    if "name" not in spec:
+        raise ConfigError("model spec has no 'name'")
+    args = dict(spec)
+    name = args.pop("name")
+    if "seed" in args:
+        raise ConfigError("model spec must not contain 'seed' (weights come from the checkpoint)")
+    return build_model(name, **args)
+
+
+register_model("lenet", aliases=("lenet5", "lenet-5-variant"))(LeNet5)
+register_model("conv3", aliases=("convnet3",))(Conv3)
+register_model("conv4", aliases=("convnet4",))(Conv4)
+register_model("resnet20")(ResNet20)
+register_model("resnet26")(ResNet26)
+register_model("resnet", aliases=("cifar_resnet",))(CifarResNet)

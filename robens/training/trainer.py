@@ -1,0 +1,410 @@
+"""The training loop: all members jointly, one objective, resumable checkpoints.
+
+Reproducibility: every random choice of epoch ``e`` (shuffling, augmentation, noise, adversarial
+eps) comes from generators seeded with ``derive_seed(seed, ..., e)``, and the global torch
+seed is reset from it too, so a run resumed from the checkpoint of epoch ``e - 1`` replays
+epoch ``e`` exactly and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robens.checkpoint import (
+    load_checkpoint,
+    module_from_tensors,
+    module_to_tensors,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+    split_prefix,
+)
+from robens.config import ExperimentConfig, dump_config
+from robens.data import Augment, ImageDataset, load_dataset
+from robens.data.transforms import add_truncated_normal_noise
+from robens.ensemble import Ensemble
+from robens.errors import CheckpointError, TrainingError
+from robens.factory import build_ensemble, ensemble_meta
+from robens.metrics.accuracy import evaluate_accuracy
+from robens.objectives import Objective, parse_objective
+from robens.runlock import RunLock
+from robens.training.schedules import learning_rate
+from robens.utils import (
+    atomic_write_json,
+    atomic_write_text,
+    config_hash,
+    derive_seed,
+    make_generator,
+    resolve_device,
+    versions,
+)
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    run_dir: Path
+    ensemble: Ensemble
+    history: list[dict[str, Any]]
+    checkpoint: Path
+    skipped_batches: int = 0
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.history[-1]["test"]["ensemble"]) if self.history else float("nan")
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # completed epochs
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    skipped_batches: int = 0
+
+
+def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam or SGD(momentum) from the config."""
+    o = cfg.optimizer
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(
+        params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+    )
+
+
+class Trainer:
+    """Train an ensemble as described by an :class:`ExperimentConfig`.
+
+    Args:
+        config: the validated experiment config.
+        run_dir: where the checkpoint, config and history go (``config.output_dir`` by default).
+        progress: show a progress bar.
+        echo: where one-line messages go (``print`` by default; ``None`` silences them).
+        datasets: optional pre-loaded ``(train, test)`` datasets (tests, notebooks).
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        run_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+        echo: Callable[[str], None] | None = print,
+        datasets: tuple[ImageDataset, ImageDataset] | None = None,
+    ) -> None:
+        self.cfg = config
+        self.run_dir = Path(run_dir or config.output_dir)
+        self.progress = progress
+        self.echo = echo or (lambda _msg: None)
+        self.device = resolve_device(config.training.device)
+        if config.training.threads:
+            torch.set_num_threads(config.training.threads)
+        self.train_set, self.test_set = datasets or self._load_data()
+        self.val_set: ImageDataset | None = None
+        if config.data.val_size:
+            self._split_validation()
+        torch.manual_seed(derive_seed(config.seed, "init"))
+        self.ensemble, self.member_specs = build_ensemble(
+            config.model, self.train_set.in_shape, self.train_set.num_classes
+        )
+        self.ensemble.to(self.device)
+        self.objective: Objective = parse_objective(config.objective, config.terms)
+        self.optimizer = build_optimizer(config, list(self.ensemble.parameters()))
+        self.augment = Augment(
+            shift=config.data.augment.shift,
+            crop_padding=config.data.augment.crop_padding,
+            hflip=config.data.augment.hflip,
+        )
+        from robens.training.strategies import make_strategy
+
+        self.strategy = make_strategy(self)
+        self.state = TrainState()
+        self.config_hash = config_hash(config.to_dict())
+
+    # ------------------------------------------------------------------ setup
+    def _load_data(self) -> tuple[ImageDataset, ImageDataset]:
+        d = self.cfg.data
+        train = load_dataset(d.dataset, "train", root=d.root, size=d.train_size, seed=self.cfg.seed)
+        test = load_dataset(d.dataset, "test", root=d.root, size=d.test_size, seed=self.cfg.seed)
+        return train, test
+
+    def _split_validation(self) -> None:
+        n = len(self.train_set)
+        k = self.cfg.data.val_size
+        if k >= n:
+            raise TrainingError(f"data.val_size ({k}) must be smaller than the training set ({n})")
+        perm = torch.randperm(n, generator=make_generator(self.cfg.seed, "val-split"))
+        self.val_set = self.train_set.indices(perm[:k])
+        self.train_set = self.train_set.indices(perm[k:])
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.strategy.steps_per_epoch()
+
+    # ------------------------------------------------------------------ batches
+    def joint_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled training batches of epoch ``epoch`` (seeded by the epoch)."""
+        gen = make_generator(self.cfg.seed, "shuffle", epoch)
+        yield from self.train_set.batches(self.cfg.data.batch_size, shuffle=True, generator=gen)
+
+    def augment_batch(
+        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shift/crop/flip, then the GAL paper's D_noise (truncated normal, sigma = eps/2)."""
+        x = self.augment(x, gen)
+        aug = self.cfg.data.augment
+        if aug.noise_eps > 0:
+            noisy = add_truncated_normal_noise(x, aug.noise_eps / 2, gen)
+            if aug.noise_mode == "concat":
+                x, y = torch.cat([x, noisy]), torch.cat([y, y])
+            else:
+                x = noisy
+        return x, y
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float] | None:
+        """One optimizer step; returns logged values, or ``None`` for a skipped batch."""
+        self.ensemble.train()
+        lr = learning_rate(
+            self.cfg.schedule,
+            self.cfg.optimizer.lr,
+            self.state.global_step,
+            self.steps_per_epoch,
+            self.cfg.training.epochs,
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.objective.batch(self.ensemble, x, y)
+        total, parts = self.objective(batch)
+        if not torch.isfinite(total):
+            bad = [name for name, v in parts.items() if not torch.isfinite(v).all()]
+            return self._nonfinite(f"loss is {total.item()} (non-finite term(s): {', '.join(bad)})")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        clip = self.cfg.training.grad_clip or math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.ensemble.parameters(), clip)
+        if not torch.isfinite(norm):
+            bad = [
+                n for n, p in self.ensemble.named_parameters()
+                if p.grad is not None and not torch.isfinite(p.grad).all()
+            ]
+            names = ", ".join(self.objective.names())
+            return self._nonfinite(
+                f"non-finite gradients in {bad[:3]} (objective terms: {names})"
+            )
+        self.optimizer.step()
+        self.state.global_step += 1
+        self.strategy.on_step_end()
+        with torch.no_grad():
+            logits = batch.logits
+            yy = batch.y if batch.y.dim() == 1 else batch.y[0]
+            acc = (logits.argmax(-1) == yy).float().mean().item() if logits.dim() == 2 else 0.0
+        out = {"loss": total.item(), "acc": acc, "lr": lr}
+        out.update({k: v.item() for k, v in parts.items()})
+        return out
+
+    def _nonfinite(self, message: str) -> None:
+        step = self.state.global_step
+        if self.cfg.training.on_nonfinite == "skip":
+            self.state.skipped_batches += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.echo(f"warning: skipped batch at step {step}: {message}")
+            return None
+        last = self.checkpoint_path if self.checkpoint_path.exists() else None
+        kept = f"; the last good checkpoint {last} is kept" if last else ""
+        raise TrainingError(f"training stopped at step {step}: {message}{kept}")
+
+    # ------------------------------------------------------------------ epochs
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        """Train one epoch and evaluate; returns the epoch's history record."""
+        torch.manual_seed(derive_seed(self.cfg.seed, "torch", epoch))
+        gen = make_generator(self.cfg.seed, "augment", epoch)
+        sums: dict[str, float] = {}
+        count = 0
+        t0 = time.perf_counter()
+        with _progress(self.progress, self.steps_per_epoch, f"epoch {epoch + 1}") as bar:
+            for x, y in self.strategy.epoch_batches(epoch):
+                x, y = x.to(self.device), y.to(self.device)
+                x, y = self.strategy.transform_batch(x, y, gen)
+                logs = self.train_step(x, y)
+                if logs is not None:
+                    count += 1
+                    for k, v in logs.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    bar.update(loss=logs["loss"], acc=logs["acc"])
+                else:
+                    bar.update()
+        train_means = {k: v / max(count, 1) for k, v in sums.items()}
+        record = {
+            "epoch": epoch + 1,
+            "train": train_means,
+            "test": self.evaluate(self.test_set),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        return record
+
+    def evaluate(self, dataset: ImageDataset) -> dict[str, Any]:
+        """Per-member and ensemble accuracy on ``dataset``."""
+        bs = self.cfg.data.eval_batch_size
+        return evaluate_accuracy(
+            self.ensemble, dataset.batches(bs, shuffle=False), device=self.device
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, complete: bool = False) -> Path:
+        tensors = module_to_tensors(self.ensemble)
+        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
+        tensors.update(opt_tensors)
+        tensors.update({f"strategy/{k}": v for k, v in self.strategy.state_tensors().items()})
+        meta = {
+            "kind": "ensemble",
+            "config": self.cfg.to_dict(),
+            "config_hash": self.config_hash,
+            "seed": self.cfg.seed,
+            "epoch": self.state.epoch,
+            "global_step": self.state.global_step,
+            "complete": complete,
+            "history": self.state.history,
+            "skipped_batches": self.state.skipped_batches,
+            "optimizer": opt_meta,
+            "strategy": self.strategy.state_meta(),
+            "model": ensemble_meta(self.ensemble, self.member_specs),
+            "dataset": {
+                "name": self.train_set.name,
+                "num_classes": self.train_set.num_classes,
+                "in_shape": list(self.train_set.in_shape),
+                "train_size": len(self.train_set),
+                "test_size": len(self.test_set),
+            },
+            "versions": versions(),
+        }
+        path = save_checkpoint(self.checkpoint_path, tensors, meta)
+        atomic_write_json(self.run_dir / "history.json", self.state.history)
+        return path
+
+    def restore(self) -> bool:
+        """Load the run directory's checkpoint; returns False when there is none."""
+        if not self.checkpoint_path.exists():
+            return False
+        tensors, meta = load_checkpoint(self.checkpoint_path)
+        if meta.get("config_hash") != self.config_hash:
+            raise CheckpointError(
+                f"{self.checkpoint_path} was written by a different config; resume with the"
+                " same config or choose another output directory"
+            )
+        module_from_tensors(self.ensemble, tensors, "model")
+        optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
+        self.strategy.load_state(split_prefix(tensors, "strategy"), meta.get("strategy", {}))
+        self.state = TrainState(
+            epoch=int(meta["epoch"]),
+            global_step=int(meta["global_step"]),
+            history=list(meta.get("history", [])),
+            skipped_batches=int(meta.get("skipped_batches", 0)),
+        )
+        return True
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train for ``training.epochs`` epochs (continuing a checkpoint when ``resume``)."""
+        with RunLock(self.run_dir):
+            if resume:
+                if self.restore():
+                    self.echo(f"resuming {self.run_dir} after epoch {self.state.epoch}")
+            elif self.checkpoint_path.exists():
+                raise CheckpointError(
+                    f"{self.checkpoint_path} exists: pass --resume to continue that run, or choose"
+                    " another output directory (nothing was overwritten)"
+                )
+            atomic_write_text(self.run_dir / "config.yaml", dump_config(self.cfg))
+            epochs = self.cfg.training.epochs
+            for epoch in range(self.state.epoch, epochs):
+                record = self.run_epoch(epoch)
+                self.state.epoch = epoch + 1
+                self.state.history.append(record)
+                last = self.state.epoch == epochs
+                if last:
+                    self.strategy.on_fit_end()
+                    record["test"] = self.evaluate(self.test_set)
+                self.save(complete=last)
+                self.echo(_epoch_line(record))
+            if self.state.epoch == epochs and not self.state.history:
+                self.save(complete=True)
+        return TrainResult(
+            self.run_dir,
+            self.ensemble,
+            self.state.history,
+            self.checkpoint_path,
+            self.state.skipped_batches,
+        )
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+    test = record["test"]
+    members = " ".join(f"{100 * a:.2f}" for a in test["members"])
+    train = record["train"]
+    return (
+        f"epoch {record['epoch']}: loss {train.get('loss', float('nan')):.4f}"
+        f" | test acc ensemble {100 * test['ensemble']:.2f}% members [{members}]"
+        f" | {record['seconds']:.1f}s"
+    )
+
+
+class _progress:
+    """A rich progress bar showing loss and accuracy (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, desc: str) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.desc = desc
+
+    def __enter__(self) -> _progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._p = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self._p.__enter__()
+            self._task = self._p.add_task(self.desc, total=self.total, loss=float("nan"), acc=0.0)
+        return self
+
+    def update(self, **fields: float) -> None:
+        if self.enabled:
+            self._p.update(self._task, advance=1, **fields)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._p.__exit__(*exc)
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The per-epoch history of a run directory."""
+    path = Path(run_dir) / "history.json"
+    return json.loads(path.read_text()) if path.exists() else []

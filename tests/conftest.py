@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny real-data helpers and run helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def small_config(tmp_path: Path, **over) -> dict:
+    """A tiny synthetic-data experiment config (seconds to train)."""
+    cfg = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"dataset": "synthetic", "train_size": 400, "test_size": 200, "batch_size": 50},
+        "model": {"arch": "lenet", "members": 2, "activation": "leaky_relu"},
+        "training": {"epochs": 1, "threads": 2},
+        "output_dir": str(tmp_path / "run"),
+    }
+    for key, value in over.items():
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return cfg
+
+
+@pytest.fixture
+def has_fmnist() -> bool:
+    if not (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip("Fashion-MNIST Debian package not installed")
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
