@@ -6,7 +6,7 @@ Layout of a checkpoint file:
   (optimizer tensors), and any extra tensors a caller stores under its own prefix;
 * the safetensors header's metadata ``{"robens": <JSON>}`` with the config, seed, epoch,
   optimizer hyper-parameters, training history, library versions and a SHA-256 digest of
-  every tensor, which :func:`load_checkpoint` verifies. Nothing is ever unpickled.
+  the tensors and metadata, which :func:`load_checkpoint` verifies. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -42,6 +42,13 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def checkpoint_digest(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
+    """SHA-256 binding the tensors and the metadata (all of it but the digest itself)."""
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    blob = json.dumps(body, sort_keys=True, default=str).encode()
+    return hashlib.sha256(tensors_digest(tensors).encode() + blob).hexdigest()
+
+
 def save_checkpoint(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> Path:
@@ -52,8 +59,9 @@ def save_checkpoint(
     meta.setdefault("format", FORMAT)
     meta.setdefault("format_version", FORMAT_VERSION)
     meta.setdefault("versions", versions())
-    meta["sha256"] = tensors_digest(clean)
-    blob = st_save(clean, metadata={"robens": json.dumps(meta, default=str)})
+    meta = json.loads(json.dumps(meta, default=str))  # exactly what will be read back
+    meta["sha256"] = checkpoint_digest(clean, meta)
+    blob = st_save(clean, metadata={"robens": json.dumps(meta)})
     atomic_write_bytes(path, blob)
     return path
 
@@ -94,9 +102,9 @@ def load_checkpoint(
         expected = meta.get("sha256")
         if not expected:
             raise CheckpointError(f"{path} carries no tensor digest; refusing to load it")
-        if tensors_digest(tensors) != expected:
+        if checkpoint_digest(tensors, meta) != expected:
             raise CheckpointError(
-                f"{path}: tensor digest mismatch: the file was edited or corrupted"
+                f"{path}: digest mismatch: its tensors or metadata were edited or corrupted"
             )
     return tensors, meta
 

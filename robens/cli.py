@@ -11,8 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
+
+try:  # typer >= 0.16 vendors click; its exceptions are not click's
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as click_exceptions
 
 import robens
 from robens.errors import RobensError
@@ -132,6 +136,27 @@ def train(
     )
 
 
+# ---------------------------------------------------------------------------- run
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="Experiment YAML, e.g. configs/main.yaml."),
+    suite: Path | None = typer.Option(
+        None, help="Attack suite YAML (white-box, transfer, UAP); default:"
+        " <config folder>/suites/<config name>.yaml when it exists."
+    ),
+    out: str | None = typer.Option(None, "--out", "-o", help="Run directory."),
+    set_: list[str] = typer.Option([], "--set", help="Any config key: --set training.epochs=1"),
+    report: bool = typer.Option(True, help="Build the HTML/Markdown report."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """The main job: train (resuming if interrupted) -> evaluate -> report."""
+    from robens.pipeline import default_suite, run_pipeline
+
+    cfg = build_train_config(config, {"out": out}, set_)
+    suite = suite if suite is not None else default_suite(config)
+    run_pipeline(cfg, suite=suite, report=report, progress=progress and sys.stderr.isatty())
+
+
 # ---------------------------------------------------------------------------- evaluate
 @app.command()
 def evaluate(
@@ -238,6 +263,44 @@ def data_download(
     typer.echo(f"{name} is in {path}")
 
 
+# ---------------------------------------------------------------------------- sweep
+@app.command()
+def sweep(
+    grid: Path = typer.Argument(..., help="Sweep grid YAML (see configs/sweeps/)."),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: local Ray)."),
+    max_concurrent: int | None = typer.Option(None, help="Run at most N trials at once."),
+    backend: str = typer.Option("ray", help="ray | serial (in-process, one by one)."),
+    num_cpus: int | None = typer.Option(None, help="CPUs of the local Ray instance."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Override the grid's output_dir."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the trial table and exit."),
+    progress: bool = typer.Option(True, help="Show a progress bar over trials."),
+) -> None:
+    """Run a grid of trials on Ray (or serially); complete trials are skipped on a rerun."""
+    from robens.sweep import format_plan, plan_sweep, run_sweep
+
+    plan = plan_sweep(grid, output_dir=out)
+    if dry_run:
+        typer.echo(format_plan(plan))
+        return
+    run_sweep(
+        plan, address=address, max_concurrent=max_concurrent, backend=backend,
+        num_cpus=num_cpus, progress=progress and sys.stderr.isatty(), echo=typer.echo,
+    )
+
+
+# ---------------------------------------------------------------------------- report
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories holding records files."),
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="Report folder."),
+) -> None:
+    """Build an HTML report (PNG figures, Markdown summary) from the runs' records files."""
+    from robens.report import build_report
+
+    path = build_report(run_dirs, out)
+    typer.echo(f"report: {path}")
+
+
 # ---------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps library errors to one-line messages and exit status 2."""
@@ -247,10 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     except RobensError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except click.exceptions.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         exc.show()
         return exc.exit_code
     except KeyboardInterrupt:

@@ -168,7 +168,9 @@ def load_yaml(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{path} is not a UTF-8 text file") from None
 
 
-def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | os.PathLike, overrides: dict[str, Any] | None = None
+) -> ExperimentConfig:
     """Load a YAML experiment config and apply dotted-key overrides."""
     data = load_yaml(path) or {}
     if not isinstance(data, dict):

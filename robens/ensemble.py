@@ -38,7 +38,9 @@ def check_weights(weights: Sequence[float] | torch.Tensor | None, m: int) -> tor
     if not torch.isfinite(w).all() or (w <= 0).any():
         raise InputError(f"weights must be positive and finite, got {w.tolist()}")
     if abs(float(w.sum()) - 1.0) > 1e-6:
-        raise InputError(f"weights must sum to 1 (convex combination), got sum {float(w.sum()):.6g}")
+        raise InputError(
+            f"weights must sum to 1 (convex combination), got sum {float(w.sum()):.6g}"
+        )
     return w
 
 

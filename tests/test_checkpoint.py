@@ -92,3 +92,13 @@ def test_metadata_is_plain_json(tmp_path):
     meta = json.loads(header["__metadata__"]["robens"])
     assert {"sha256", "versions", "epoch"} <= set(meta)
     assert "torch" in meta["versions"]
+
+
+def test_edited_metadata_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "c.safetensors", {"a": torch.ones(2)}, {"epoch": 1})
+    data = path.read_bytes()
+    edited = data.replace(b'\\"epoch\\": 1', b'\\"epoch\\": 7')
+    assert edited != data
+    path.write_bytes(edited)
+    with pytest.raises(CheckpointError, match="digest mismatch"):
+        load_checkpoint(path)

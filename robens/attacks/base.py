@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from robens.attacks.losses import MMCFeatures, attack_objective, check_loss, mm_heads
@@ -40,6 +39,7 @@ from robens.validation import check_eps, check_images, check_labels
 
 Norm = Literal["linf", "l2", "l1", "l0"]
 COMBINES = ("logits", "probs", "loss")
+Gen = torch.Generator | None
 ModelLike = Callable[[torch.Tensor], torch.Tensor] | nn.Module | Sequence[Any]
 
 
@@ -101,7 +101,7 @@ def normalize_step(g: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 def project_l1(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """Euclidean projection of each sample onto the L1 ball of radius ``eps`` (Duchi et al. 2008)."""
+    """Euclidean projection of each sample onto the L1 ball of radius eps (Duchi et al. 2008)."""
     flat = delta.flatten(1)
     absd = flat.abs()
     inside = absd.sum(1) <= eps
@@ -142,7 +142,7 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torc
 def combine_member_logits(
     member_logits: torch.Tensor, weights: torch.Tensor, how: str
 ) -> torch.Tensor:
-    """Combine ``[M, B, C]`` member logits with convex ``weights``: mean logits or log mean probs."""
+    """Combine ``[M, B, C]`` member logits with convex weights: mean logits or log mean probs."""
     w = weights.to(member_logits.dtype).view(-1, 1, 1)
     if how == "probs":
         return torch.logsumexp(torch.log_softmax(member_logits, -1) + torch.log(w), dim=0)
@@ -178,8 +178,14 @@ class AttackResult:
             return None if t is None else t[idx]
 
         return AttackResult(
-            self.x_adv[idx], self.success[idx], self.norm[idx], self.loss[idx],
-            pick(self.queries), pick(self.y), dict(self.info), self.attack,
+            self.x_adv[idx],
+            self.success[idx],
+            self.norm[idx],
+            self.loss[idx],
+            pick(self.queries),
+            pick(self.y),
+            dict(self.info),
+            self.attack,
         )
 
     def to_record_fields(self) -> dict[str, Any]:
@@ -295,7 +301,9 @@ class Attack:
 
     def _setup_model(self, model: ModelLike, combine: str | None) -> None:
         if combine is not None and combine not in COMBINES:
-            raise InputError(f"combine must be one of {', '.join(COMBINES)} or None, got {combine!r}")
+            raise InputError(
+                f"combine must be one of {', '.join(COMBINES)} or None, got {combine!r}"
+            )
         self.model = model
         if isinstance(model, (list, tuple)):
             if len(model) == 0:
@@ -322,9 +330,12 @@ class Attack:
             self._weights = None
             self.combine = None
         else:
-            raise InputError(f"model must be a callable returning logits, got {type(model).__name__}")
+            raise InputError(
+                f"model must be a callable returning logits, got {type(model).__name__}"
+            )
         self._mmc_heads: list[nn.Module] = []
         self._mmc_weights: list[float] = []
+        self._mmc_from_scores = False
         if self.loss == "mmc":
             self._setup_mmc()
 
@@ -346,6 +357,28 @@ class Attack:
         total = sum(weights)
         self._mmc_heads = heads
         self._mmc_weights = [w / total for w in weights]
+        self._mmc_from_scores = self._scores_give_mmc(heads)
+
+    def _scores_give_mmc(self, heads: list[nn.Module]) -> bool:
+        """Whether every member's output is the scores ``-1/2 ||z - mu_l||^2`` of robens'
+        ``MMHead`` (then ``L_MMC = -h_y`` comes from the member logits, which also works on the
+        vectorized ensemble path); otherwise forward hooks capture ``z``."""
+        try:
+            from robens.models.heads import MMHead, mm_head_of
+        except ImportError:  # pragma: no cover - heads ship with robens
+            return False
+        members = self._members if self._kind != "single" else [self.model]
+        if not all(isinstance(h, MMHead) for h in heads) or len(heads) != len(members):
+            return False
+        for member in members:
+            if not isinstance(member, nn.Module):
+                return False
+            head = mm_head_of(member)
+            if head is None or getattr(member, "classifier", None) is not head:
+                return False
+            if any(type(m).__name__ == "RCEModel" for m in member.modules()):
+                return False
+        return True
 
     @property
     def num_members(self) -> int:
@@ -366,16 +399,19 @@ class Attack:
         :func:`~robens.attacks.losses.attack_objective`); one forward pass serves both.
         """
         mmc = self.loss == "mmc" and y is not None
-        capture = MMCFeatures(self._mmc_heads) if mmc else nullcontext()
+        hooks = mmc and not self._mmc_from_scores
+        need_members = mmc and not hooks
+        capture = MMCFeatures(self._mmc_heads) if hooks else nullcontext()
         member: torch.Tensor | None = None
         with capture:
             if self._kind == "single":
                 logits = self.model(x)  # type: ignore[operator]
+                member = logits.unsqueeze(0) if need_members else None
             elif self._kind == "list":
                 member = self._member_logits(x)
                 pred = "probs" if self.combine == "probs" else "logits"
                 logits = combine_member_logits(member, self._weights, pred)
-            elif self.combine is None or mmc:
+            elif hooks or (self.combine is None and not need_members):
                 logits = self.model(x)  # type: ignore[operator]
             else:
                 member = self._member_logits(x)
@@ -383,8 +419,13 @@ class Attack:
         if y is None:
             return logits, None
         if mmc:
-            losses = capture.losses(y)  # type: ignore[union-attr]
-            value = sum(w * v for w, v in zip(self._mmc_weights, losses, strict=True))
+            if hooks:
+                losses = capture.losses(y)  # type: ignore[union-attr]
+                value = sum(w * v for w, v in zip(self._mmc_weights, losses, strict=True))
+            else:  # L_MMC = -h_y from MMHead scores, weighted over members
+                h_y = member.gather(-1, y.expand(member.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+                w = torch.as_tensor(self._mmc_weights, dtype=member.dtype, device=member.device)
+                value = -(w.view(-1, 1) * h_y).sum(0)
             return logits, (-value if self.targeted else value)
         if self.combine == "loss" and member is not None:
             w = self._weights.to(member.dtype)  # type: ignore[union-attr]
@@ -449,7 +490,9 @@ class Attack:
         d = x[0].numel() if x.shape[0] else 0
         if self.eps is not None and d:
             if self.norm == "l2" and self.eps > math.sqrt(d) + 1e-9:
-                raise InputError(f"eps must lie in [0, sqrt(D) = {math.sqrt(d):.4g}] for l2, got {self.eps}")
+                raise InputError(
+                    f"eps must lie in [0, sqrt(D) = {math.sqrt(d):.4g}] for l2, got {self.eps}"
+                )
             if self.norm == "l1" and self.eps > d:
                 raise InputError(f"eps must lie in [0, D = {d}] for l1, got {self.eps}")
         if y is None:
@@ -528,7 +571,3 @@ class Attack:
             f" targeted={self.targeted}{', ' + args if args else ''})"
         )
 
-
-def one_hot(y: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
-    """One-hot rows of ``y`` in the dtype of ``like``."""
-    return F.one_hot(y, num_classes).to(like.dtype)

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from robens.attacks.base import Attack, ModelLike, project
+from robens.attacks.base import Attack, Gen, ModelLike, project
 from robens.attacks.losses import cw_margin
 from robens.errors import InputError
 
@@ -30,9 +30,7 @@ def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class _BinarySearchAttack(Attack):
     """Shared binary search over ``c`` and the success test with confidence ``kappa``."""
 
-    def _setup_search(
-        self, c: float, steps: int, lr: float, binary_search_steps: int
-    ) -> None:
+    def _setup_search(self, c: float, steps: int, lr: float, binary_search_steps: int) -> None:
         self.c = self._check_positive(c, "c")
         self.steps = self._check_int(steps, "steps")
         self.lr = self._check_positive(lr, "lr")
@@ -88,11 +86,13 @@ class CW(_BinarySearchAttack):
         super().__init__(model, eps, "l2", "cw", targeted, combine, seed, kappa=kappa)
         self._setup_search(c, steps, lr, binary_search_steps)
         self.params = {
-            "c": self.c, "steps": self.steps, "lr": self.lr,
+            "c": self.c,
+            "steps": self.steps,
+            "lr": self.lr,
             "binary_search_steps": self.binary_search_steps,
         }
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         b = x.shape[0]
         opts = {"dtype": x.dtype, "device": x.device}
         w0 = torch.atanh((x * 2 - 1) * (1 - 1e-6))
@@ -175,15 +175,19 @@ class EAD(_BinarySearchAttack):
             raise InputError(f"decision_rule must be 'EN' or 'L1', got {decision_rule!r}")
         self.decision_rule = decision_rule
         self.params = {
-            "beta": self.beta, "c": self.c, "steps": self.steps, "lr": self.lr,
-            "binary_search_steps": self.binary_search_steps, "decision_rule": decision_rule,
+            "beta": self.beta,
+            "c": self.c,
+            "steps": self.steps,
+            "lr": self.lr,
+            "binary_search_steps": self.binary_search_steps,
+            "decision_rule": decision_rule,
         }
 
     def _shrink(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         d = z - x
         return (x + d.sign() * (d.abs() - self.beta).clamp_min(0)).clamp(0.0, 1.0)
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         b = x.shape[0]
         opts = {"dtype": x.dtype, "device": x.device}
         c = torch.full((b,), self.c, **opts)

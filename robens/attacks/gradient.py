@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from robens.attacks.base import Attack, ModelLike, normalize_step, project
+from robens.attacks.base import Attack, Gen, ModelLike, normalize_step, project
 from robens.errors import InputError
 
 
@@ -41,7 +41,7 @@ class FGSM(Attack):
     ) -> None:
         super().__init__(model, eps, norm, loss, targeted, combine, seed, kappa=kappa)
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         grad, _, _ = self.gradient(x, y)
         return project(x + self.eps * normalize_step(grad, self.norm), x, self.eps, self.norm)
 
@@ -81,7 +81,7 @@ class RFGSM(Attack):
         self.alpha = a
         self.params = {"alpha": a}
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=gen)
         x_tilde = (x + self.alpha * noise.sign()).clamp(0.0, 1.0)
         grad, _, _ = self.gradient(x_tilde, y)
@@ -117,15 +117,19 @@ class IFGSM(Attack):
         super().__init__(model, eps, norm, loss, targeted, combine, seed, kappa=kappa)
         self.steps = self._check_int(steps, "steps")
         self.alpha = (
-            self.eps / 10 if alpha is None else self._check_positive(alpha, "alpha", allow_zero=True)
+            self.eps / 10
+            if alpha is None
+            else self._check_positive(alpha, "alpha", allow_zero=True)
         )
         self.params = {"alpha": self.alpha, "steps": self.steps}
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         x_adv = x
         for _ in range(self.steps):
             grad, _, _ = self.gradient(x_adv, y)
-            x_adv = project(x_adv + self.alpha * normalize_step(grad, self.norm), x, self.eps, self.norm)
+            x_adv = project(
+                x_adv + self.alpha * normalize_step(grad, self.norm), x, self.eps, self.norm
+            )
         return x_adv
 
 
@@ -168,12 +172,14 @@ class MIFGSM(Attack):
         super().__init__(model, eps, norm, loss, targeted, combine, seed, kappa=kappa)
         self.steps = self._check_int(steps, "steps")
         self.alpha = (
-            self.eps / 10 if alpha is None else self._check_positive(alpha, "alpha", allow_zero=True)
+            self.eps / 10
+            if alpha is None
+            else self._check_positive(alpha, "alpha", allow_zero=True)
         )
         self.decay = self._check_positive(decay, "decay", allow_zero=True)
         self.params = {"alpha": self.alpha, "steps": self.steps, "decay": self.decay}
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         x_adv = x
         momentum = torch.zeros_like(x)
         for _ in range(self.steps):
@@ -240,7 +246,7 @@ class PGD(Attack):
             "restarts": self.restarts,
         }
 
-    def _start(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _start(self, x: torch.Tensor, gen: Gen) -> torch.Tensor:
         if not self.random_start:
             return x
         eps = self.eps
@@ -253,14 +259,16 @@ class PGD(Attack):
             delta = delta * (r / n.clamp_min(1e-30) * eps)
         return (x + delta).clamp(0.0, 1.0)
 
-    def _one_run(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _one_run(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         x_adv = self._start(x, gen)
         for _ in range(self.steps):
             grad, _, _ = self.gradient(x_adv, y)
-            x_adv = project(x_adv + self.alpha * normalize_step(grad, self.norm), x, self.eps, self.norm)
+            x_adv = project(
+                x_adv + self.alpha * normalize_step(grad, self.norm), x, self.eps, self.norm
+            )
         return x_adv
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         if self.restarts == 1:
             return self._one_run(x, y, gen)
         best = best_obj = best_succ = None
@@ -301,6 +309,16 @@ class PGDCW(PGD):
         seed: int | None = None,
     ) -> None:
         super().__init__(
-            model, eps, alpha, steps, random_start, restarts, loss, kappa, norm, targeted, combine,
+            model,
+            eps,
+            alpha,
+            steps,
+            random_start,
+            restarts,
+            loss,
+            kappa,
+            norm,
+            targeted,
+            combine,
             seed,
         )

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from robens.attacks.base import Attack, ModelLike
+from robens.attacks.base import Attack, Gen, ModelLike
 from robens.errors import InputError
 
 _PAIR_BUDGET = 16_000_000  # entries of the [B, D, D] saliency table built at once
@@ -75,34 +75,36 @@ class JSMA(Attack):
         d = x[0].numel()
         flat = x.flatten(1).clone()
         domain = flat < 1 if self.theta > 0 else flat > 0
-        off_diag = ~torch.eye(d, dtype=torch.bool, device=x.device)
         active = torch.ones(b, dtype=torch.bool, device=x.device)
-        rows = torch.arange(b, device=x.device)
+        sign = 1.0 if self.theta > 0 else -1.0
         for _ in range(self.max_iterations(d)):
-            gt, go, logits = self._target_grads(flat.view_as(x), t)
-            active &= ~self.is_success(logits, y)
-            active &= domain.sum(1) >= 2
-            if not bool(active.any()):
+            idx = active.nonzero().flatten()
+            if idx.numel() == 0:
                 break
-            a = gt.unsqueeze(2) + gt.unsqueeze(1)
-            bsum = go.unsqueeze(2) + go.unsqueeze(1)
-            if self.theta > 0:
-                ok = (a > 0) & (bsum < 0)
-            else:
-                ok = (a < 0) & (bsum > 0)
-            scores = torch.where(ok, -a * bsum, torch.zeros_like(a))
-            valid = domain.unsqueeze(2) & domain.unsqueeze(1) & off_diag
-            scores = torch.where(valid, scores, torch.full_like(scores, -1.0))
+            gt, go, logits = self._target_grads(flat[idx].view(-1, *x.shape[1:]), t[idx])
+            keep = ~self.is_success(logits, y[idx]) & (domain[idx].sum(1) >= 2)
+            active[idx[~keep]] = False
+            idx, gt, go = idx[keep], gt[keep], go[keep]
+            if idx.numel() == 0:
+                break
+            # saliency alpha * |beta| where alpha > 0 > beta (theta > 0; mirrored for theta < 0):
+            # relu(sign * alpha) * relu(-sign * beta) is that product, and 0 when the signs fail
+            gt, go = sign * gt, sign * go
+            scores = (gt.unsqueeze(2) + gt.unsqueeze(1)).clamp_min_(0)
+            scores.mul_((go.unsqueeze(2) + go.unsqueeze(1)).neg_().clamp_min_(0))
+            # exclude pairs outside the search domain and the diagonal (p == q)
+            outside = (~domain[idx]).to(scores.dtype) * -1e30
+            scores.add_(outside.unsqueeze(2)).add_(outside.unsqueeze(1))
+            scores.diagonal(dim1=1, dim2=2).fill_(-1e30)
             best = scores.flatten(1).argmax(1)
             p, q = best // d, best % d
-            step = torch.where(active, self.theta, 0.0).to(flat.dtype)
-            flat[rows, p] = (flat[rows, p] + step).clamp(0.0, 1.0)
-            flat[rows, q] = (flat[rows, q] + step).clamp(0.0, 1.0)
-            domain[rows[active], p[active]] = False
-            domain[rows[active], q[active]] = False
+            flat[idx, p] = (flat[idx, p] + self.theta).clamp(0.0, 1.0)
+            flat[idx, q] = (flat[idx, q] + self.theta).clamp(0.0, 1.0)
+            domain[idx, p] = False
+            domain[idx, q] = False
         return flat.view_as(x)
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         if self.targeted:
             t = y
         else:

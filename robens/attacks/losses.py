@@ -31,7 +31,7 @@ def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def other_max(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``max_{j != y} Z_j`` per sample (``Z_y`` masked with ``-inf``, correct for negative logits)."""
+    """``max_{j != y} Z_j`` per sample (``Z_y`` masked by -inf; right for negative logits)."""
     mask = F.one_hot(y, logits.shape[-1]).bool()
     return logits.masked_fill(mask, float("-inf")).amax(-1)
 
@@ -117,7 +117,9 @@ def mm_heads(model: object, kind: str | None = "mmc") -> list[nn.Module]:
     if isinstance(model, nn.Module):
         candidates = list(model.modules())
     elif isinstance(model, (list, tuple)):
-        candidates = [m for member in model if isinstance(member, nn.Module) for m in member.modules()]
+        candidates = [
+            m for member in model if isinstance(member, nn.Module) for m in member.modules()
+        ]
     else:
         candidates = []
     for m in candidates:

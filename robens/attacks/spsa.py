@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from robens.attacks.base import Attack, ModelLike, project
+from robens.attacks.base import Attack, Gen, ModelLike, project
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 
@@ -56,7 +56,9 @@ class SPSA(Attack):
         self.max_batch_size = self._check_int(max_batch_size, "max_batch_size")
         self.early_stop = bool(early_stop)
         self.params = {
-            "steps": self.steps, "lr": self.lr, "delta": self.delta,
+            "steps": self.steps,
+            "lr": self.lr,
+            "delta": self.delta,
             "nb_samples": self.nb_samples,
         }
 
@@ -74,7 +76,9 @@ class SPSA(Attack):
             v = torch.randint(0, 2, (k, *x.shape), generator=gen, device=x.device).to(x.dtype)
             v = v.mul_(2).sub_(1)
             xs = x.unsqueeze(0)
-            probes = torch.cat([(xs + self.delta * v).clamp(0, 1), (xs - self.delta * v).clamp(0, 1)])
+            probes = torch.cat(
+                [(xs + self.delta * v).clamp(0, 1), (xs - self.delta * v).clamp(0, 1)]
+            )
             yy = y.repeat(2 * k)
             f = self.objective(probes.flatten(0, 1), yy).view(2, k, b)
             df = (f[0] - f[1]) / (2 * self.delta)
@@ -82,7 +86,7 @@ class SPSA(Attack):
             done += k
         return grad / self.nb_samples
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         b = x.shape[0]
         dx = torch.zeros_like(x)
         m = torch.zeros_like(x)
@@ -104,7 +108,11 @@ class SPSA(Attack):
             queries[idx] += 2 * self.nb_samples
             m[idx] = _BETA1 * m[idx] + (1 - _BETA1) * g
             v[idx] = _BETA2 * v[idx] + (1 - _BETA2) * g * g
-            step = self.lr * (m[idx] / (1 - _BETA1**t)) / ((v[idx] / (1 - _BETA2**t)).sqrt() + _ADAM_EPS)
+            step = (
+                self.lr
+                * (m[idx] / (1 - _BETA1**t))
+                / ((v[idx] / (1 - _BETA2**t)).sqrt() + _ADAM_EPS)
+            )
             new = project(x[idx] + dx[idx] + step, x[idx], self.eps, "linf")
             dx[idx] = new - x[idx]
         self._queries = queries

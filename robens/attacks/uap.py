@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from robens.attacks.base import Attack, ModelLike, eval_mode
+from robens.attacks.base import Attack, Gen, ModelLike, eval_mode
 from robens.data import ImageDataset
 from robens.errors import InputError
 from robens.utils import derive_seed
@@ -99,8 +99,12 @@ class SGDUAP(Attack):
         self.delta: torch.Tensor | None = None
         self.history: list[dict[str, Any]] = []
         self.params = {
-            "batch_size": self.batch_size, "iterations": self.iterations, "beta": self.beta,
-            "step_ratio": self.step_ratio, "seeds": self.seeds, "target": target,
+            "batch_size": self.batch_size,
+            "iterations": self.iterations,
+            "beta": self.beta,
+            "step_ratio": self.step_ratio,
+            "seeds": self.seeds,
+            "target": target,
         }
 
     # ------------------------------------------------------------------ data streams
@@ -209,7 +213,8 @@ class SGDUAP(Attack):
                     best = delta
                     break
                 metrics = uap_metrics(
-                    self.logits, delta.to(device=device, dtype=dtype),
+                    self.logits,
+                    delta.to(device=device, dtype=dtype),
                     select_on if select_on is not None else data,
                     target=self.target if self.targeted else None,
                 )
@@ -221,7 +226,7 @@ class SGDUAP(Attack):
         self.delta = best
         return best  # type: ignore[return-value]
 
-    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         if self.delta is None:
             self.fit([(x, y)])
         delta = self.delta.to(device=x.device, dtype=x.dtype)  # type: ignore[union-attr]

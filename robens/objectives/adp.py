@@ -45,15 +45,15 @@ def _non_true_index(y: torch.Tensor, num_classes: int) -> torch.Tensor:
 def _normalized_non_maximal(
     logits: torch.Tensor | None, probs: torch.Tensor | None, y: torch.Tensor
 ) -> torch.Tensor:
-    """Unit-norm non-maximal predictions ``[K, B, L-1]`` (from logits when available)."""
+    """Unit-norm non-maximal predictions ``[K, B, L-1]``, float64 (from logits if given)."""
     src = logits if logits is not None else probs
     assert src is not None
     k, b, num_classes = src.shape
     idx = _non_true_index(y, num_classes).unsqueeze(0).expand(k, b, num_classes - 1)
     if logits is not None:
-        q = torch.softmax(torch.gather(logits, -1, idx), -1)
+        q = torch.softmax(torch.gather(logits.double(), -1, idx), -1)
     else:
-        q = torch.gather(probs, -1, idx)
+        q = torch.gather(probs.double(), -1, idx)
     norm = q.square().sum(-1, keepdim=True).clamp_min(1e-24).sqrt()
     return q / norm
 
@@ -86,7 +86,7 @@ def log_det_diversity(
         raise InputError(f"y must be [B={src.shape[1]}] labels, got {list(y.shape)}")
     k, _, num_classes = src.shape
     _check_members(k, num_classes)
-    m = _normalized_non_maximal(member_logits, member_probs, y).double()  # [K, B, L-1]
+    m = _normalized_non_maximal(member_logits, member_probs, y)  # [K, B, L-1], float64
     gram = torch.einsum("kbl,jbl->bkj", m, m)
     eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
     _, logdet = torch.linalg.slogdet(gram + offset * eye)

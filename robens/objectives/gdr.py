@@ -164,20 +164,23 @@ class GDRRegularizer(Term):
         return self._z[key].to(like.device)
 
     def __call__(self, batch: Batch) -> torch.Tensor:
-        g = _as_grads(batch)
+        return self.per_sample(_as_grads(batch)).mean()
+
+    def per_sample(self, g: torch.Tensor) -> torch.Tensor:
+        """The surrogate for each sample, ``[B]``, from member gradients ``[M, B, D]``."""
         n = g.shape[0]
         if n < 2:
             raise ConfigError(f"gdr compares members and needs M >= 2, got M={n}")
         cos = pairwise_cosine(g)
         if n == 2:
-            return cos[:, 0, 1].mean()
+            return cos[:, 0, 1]
         if n == 3:
             lim = 1.0 - ARCSIN_CLAMP
-            return torch.asin(pair_values(cos).clamp(-lim, lim)).sum(-1).mean()
+            return torch.asin(pair_values(cos).clamp(-lim, lim)).sum(-1)
         # soft Monte Carlo in the span coordinates: C + jitter = H H^T (Cholesky = QR basis)
         c = cos.double()
         eye = torch.eye(n, dtype=c.dtype, device=c.device)
         h, _ = torch.linalg.cholesky_ex(c + 1e-5 * eye)  # rows h_i, [B, n, n]
         proj = h @ self._fixed_z(n, c)  # [B, n, K]
         soft = torch.sigmoid(proj / self.tau).prod(dim=1).mean(-1)  # [B]
-        return soft.mean().to(g.dtype)
+        return soft.to(g.dtype)

@@ -131,7 +131,7 @@ class Trainer:
 
         self.strategy = make_strategy(self)
         self.state = TrainState()
-        self.config_hash = config_hash(config.to_dict())
+        self.config_hash = config_hash(self.cfg.to_dict())  # the strategy may complete it
 
     # ------------------------------------------------------------------ setup
     def _load_data(self) -> tuple[ImageDataset, ImageDataset]:
@@ -190,7 +190,7 @@ class Trainer:
         )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = self.objective.batch(self.ensemble, x, y)
+        batch = self.objective.batch(self.strategy.training_model(), x, y)
         total, parts = self.objective(batch)
         if not torch.isfinite(total):
             bad = [name for name, v in parts.items() if not torch.isfinite(v).all()]
@@ -212,9 +212,10 @@ class Trainer:
         self.state.global_step += 1
         self.strategy.on_step_end()
         with torch.no_grad():
-            logits = batch.logits
-            yy = batch.y if batch.y.dim() == 1 else batch.y[0]
-            acc = (logits.argmax(-1) == yy).float().mean().item() if logits.dim() == 2 else 0.0
+            if batch.per_member_inputs:  # bagging: each member on its own batch
+                acc = (batch.member_logits.argmax(-1) == batch.y).float().mean().item()
+            else:
+                acc = (batch.logits.argmax(-1) == batch.y).float().mean().item()
         out = {"loss": total.item(), "acc": acc, "lr": lr}
         out.update({k: v.item() for k, v in parts.items()})
         return out

@@ -1,0 +1,248 @@
+"""``robens attack``: attack a checkpoint on its test set, write records, optionally save examples.
+
+White-box by default; ``surrogate`` crafts the examples on another checkpoint (transfer, the
+GAL paper's black-box protocol); ``attack="uap"`` fits SGD-UAP on the training split and
+evaluates it on the test set. Defences with MMC heads or RCE inference are attacked
+adaptively (:func:`robens.attacks.adaptive.adaptive_attack`).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robens.attacks import adaptive_attack, attack_parameters, canonical_attack_name
+from robens.attacks.base import eval_mode
+from robens.attacks.masking import gradient_masking_checks
+from robens.attacks.uap import SGDUAP, uap_metrics
+from robens.data import load_dataset
+from robens.errors import InputError
+from robens.evaluate.clean import checkpoint_test_set
+from robens.factory import load_ensemble
+from robens.records import make_record, records_from_meta, write_json_records
+from robens.utils import atomic_write_bytes, resolve_device
+
+#: attacks whose result is a minimum-norm search; ``eps`` bounds them only with ``--norm l2``
+#: (CW) and is otherwise not a budget
+_MIN_NORM = ("cw", "ead", "jsma")
+_MASKING_SAMPLES = 64
+
+
+def _run_dir(checkpoint: Path) -> Path:
+    return checkpoint if checkpoint.is_dir() else checkpoint.parent
+
+
+def _record_path(checkpoint: Path, out: Path | None, name: str, eps: float) -> Path:
+    filename = f"attack-{name}-eps{eps:g}.json"
+    if out is None:
+        return _run_dir(checkpoint) / filename
+    out = Path(out)
+    if out.suffix in (".json", ".jsonl"):
+        return out
+    return out / filename
+
+
+def _attack_params(
+    name: str,
+    eps: float,
+    steps: int | None,
+    alpha: float | None,
+    loss: str,
+    norm: str,
+    seed: int,
+    warnings: list[str],
+) -> dict[str, Any]:
+    accepted = set(attack_parameters(name))
+    params: dict[str, Any] = {}
+    if name in _MIN_NORM:
+        if name == "cw" and norm == "l2":
+            params["eps"] = eps
+        elif name == "ead" and norm == "l1":
+            params["eps"] = eps
+        else:
+            warnings.append(
+                f"{name} is a minimum-norm attack: eps={eps} is not used as a budget"
+                + (" (pass --norm l2 to bound CW in L2)" if name == "cw" else "")
+            )
+    else:
+        params["eps"] = eps
+    for key, value in (("steps", steps), ("alpha", alpha)):
+        if value is None:
+            continue
+        if key not in accepted:
+            raise InputError(
+                f"attack {name!r} takes no --{key} (it accepts {', '.join(sorted(accepted))})"
+            )
+        params[key] = value
+    if loss != "ce":
+        if "loss" not in accepted:
+            raise InputError(f"attack {name!r} takes no --loss (its loss is fixed)")
+        params["loss"] = loss
+    if "norm" in accepted:
+        params["norm"] = norm
+    elif norm != "linf" and name not in _MIN_NORM:
+        raise InputError(f"attack {name!r} supports --norm linf only")
+    if "seed" in accepted:
+        params["seed"] = seed
+    return params
+
+
+def _check_compatible(meta: dict, other: dict, label: str) -> None:
+    a, b = meta.get("dataset", {}), other.get("dataset", {})
+    for key in ("num_classes", "in_shape"):
+        if a.get(key) is not None and b.get(key) is not None and a[key] != b[key]:
+            raise InputError(f"the {label} checkpoint has {key} {b[key]}, the target {a[key]}")
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def attack_checkpoint(
+    checkpoint: str | os.PathLike,
+    attack: str = "pgd",
+    eps: float = 0.1,
+    steps: int | None = None,
+    alpha: float | None = None,
+    loss: str = "ce",
+    norm: str = "linf",
+    surrogate: str | os.PathLike | None = None,
+    save: str | os.PathLike | None = None,
+    test_size: int | None = None,
+    batch_size: int = 250,
+    out: str | os.PathLike | None = None,
+    device: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Attack a trained checkpoint on (a seeded subset of) its test set.
+
+    Returns ``{"attack", "eps", "n", "clean_accuracy", "robust_accuracy", "threat_model",
+    "record_path", "warnings", ...}``. Robust accuracy counts a sample when the target
+    classifies it correctly both clean and attacked. Records (``clean_accuracy``,
+    ``robust_accuracy``, ``attack_success_rate``; JSON lines) go to ``out`` (a ``.json`` file
+    or a folder) or ``<run dir>/attack-<name>-eps<eps>.json``. ``save`` writes ``x_adv``,
+    ``y``, ``predictions`` (and ``clean_predictions``) with ``numpy.savez_compressed`` (no
+    pickle: read with ``np.load(path, allow_pickle=False)``).
+    """
+    start = time.perf_counter()
+    name = canonical_attack_name(attack)
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    dev = resolve_device(device)
+    ckpt = Path(checkpoint)
+    model, meta = load_ensemble(ckpt)
+    model.to(dev).eval()
+    data = checkpoint_test_set(meta, None, None, test_size, seed)
+    craft = model
+    threat = "white-box"
+    if surrogate is not None:
+        craft, sur_meta = load_ensemble(Path(surrogate))
+        craft.to(dev).eval()
+        _check_compatible(meta, sur_meta, "surrogate")
+        threat = f"transfer from {surrogate}"
+    warnings: list[str] = []
+    info: dict[str, Any] = {}
+
+    xs: list[torch.Tensor] = []
+    preds: list[torch.Tensor] = []
+    clean_preds: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
+    n = clean_ok = robust_ok = 0
+    first: tuple[torch.Tensor, torch.Tensor, Any] | None = None
+
+    if name == "uap":
+        uap = SGDUAP(craft, eps, iterations=steps or 100, seed=seed)
+        cfg = meta.get("config", {}).get("data", {})
+        train = load_dataset(data.name, "train", root=cfg.get("root"), seed=seed)
+        delta = uap.fit(train)
+        info["uap"] = uap_metrics(model, delta, data.batches(batch_size))
+        info["uap_fit_split"] = "train"
+        atk = uap
+    else:
+        params = _attack_params(name, eps, steps, alpha, loss, norm, seed, warnings)
+        atk = adaptive_attack(craft, name, **params)
+
+    with eval_mode(model):
+        for x, y in data.batches(batch_size):
+            x, y = x.to(dev), y.to(dev)
+            result = atk.run(x, y)
+            with torch.no_grad():
+                p_clean = model(x).argmax(-1)
+                p_adv = model(result.x_adv).argmax(-1)
+            ok, ok_adv = p_clean == y, p_adv == y
+            n += y.numel()
+            clean_ok += int(ok.sum())
+            robust_ok += int((ok & ok_adv).sum())
+            if first is None:
+                first = (x, y, result)
+            if save is not None:
+                xs.append(result.x_adv.cpu())
+                preds.append(p_adv.cpu())
+                clean_preds.append(p_clean.cpu())
+                ys.append(y.cpu())
+    if n == 0:
+        raise InputError("the test set is empty")
+
+    if first is not None and threat == "white-box":
+        x0, y0, r0 = first
+        k = min(_MASKING_SAMPLES, x0.shape[0])
+        repeat = name != "uap"
+        warnings += gradient_masking_checks(
+            model, x0[:k], y0[:k], r0.select(slice(0, k)), repeat=repeat
+        )
+
+    clean_acc, robust_acc = clean_ok / n, robust_ok / n
+    desc = atk.describe()
+    extra = {k: v for k, v in desc.items() if k not in ("attack", "eps", "seed") and v is not None}
+    base = records_from_meta(meta, dataset=data.name)
+    common = {"attack": name, "eps": eps, "n": n, "threat_model": threat, **extra}
+    records = [
+        make_record(**base, metric="clean_accuracy", value=clean_acc, **common),
+        make_record(**base, metric="robust_accuracy", value=robust_acc, **common),
+        make_record(
+            **base,
+            metric="attack_success_rate",
+            value=(clean_ok - robust_ok) / clean_ok if clean_ok else 0.0,
+            **common,
+        ),
+    ]
+    if "uap" in info:
+        for key in ("fooling_rate_changed", "fooling_rate_misclassified"):
+            records.append(make_record(**base, metric=key, value=info["uap"][key], **common))
+    for rec in records:
+        rec["warnings"] = list(warnings)
+    record_path = _record_path(ckpt, Path(out) if out is not None else None, name, eps)
+    write_json_records(record_path, records)
+
+    save_path = None
+    if save is not None:
+        save_path = Path(save)
+        _save_npz(
+            save_path,
+            x_adv=torch.cat(xs).numpy(),
+            y=torch.cat(ys).numpy(),
+            predictions=torch.cat(preds).numpy(),
+            clean_predictions=torch.cat(clean_preds).numpy(),
+        )
+    return {
+        "attack": name,
+        "eps": eps,
+        "n": n,
+        "clean_accuracy": clean_acc,
+        "robust_accuracy": robust_acc,
+        "threat_model": threat,
+        "record_path": str(record_path),
+        "warnings": warnings,
+        "save_path": str(save_path) if save_path else None,
+        "attack_params": desc,
+        "seconds": time.perf_counter() - start,
+        **info,
+    }

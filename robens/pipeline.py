@@ -1,0 +1,67 @@
+"""The main job: train -> evaluate (clean, attack suite) -> report, from one config.
+
+``robens run configs/main.yaml`` resumes an interrupted run and skips finished stages, so it is
+safe to run again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from robens.checkpoint import load_checkpoint
+from robens.config import ExperimentConfig
+from robens.evaluate import evaluate_clean_checkpoint
+from robens.training import Trainer
+from robens.training.trainer import CHECKPOINT_NAME
+
+
+def default_suite(config_path: str | Path) -> Path | None:
+    """The suite a config runs by default: ``<config folder>/suites/<config name>.yaml``.
+
+    ``configs/main.yaml`` -> ``configs/suites/main.yaml``; ``None`` when there is no such file.
+    """
+    path = Path(config_path)
+    candidate = path.parent / "suites" / f"{path.stem}.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def run_pipeline(
+    cfg: ExperimentConfig,
+    suite: str | Path | None = None,
+    report: bool = True,
+    progress: bool = True,
+    echo=print,
+) -> dict[str, Any]:
+    """Train (or resume), evaluate clean accuracy, run ``suite`` if given, build the report."""
+    run_dir = Path(cfg.output_dir)
+    ckpt = run_dir / CHECKPOINT_NAME
+    done = False
+    if ckpt.exists():
+        _, meta = load_checkpoint(ckpt)
+        done = bool(meta.get("complete"))
+    if done:
+        echo(f"training already complete in {run_dir}; skipping to evaluation")
+    else:
+        Trainer(cfg, progress=progress, echo=echo).fit(resume=True)
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": str(ckpt)}
+    clean = evaluate_clean_checkpoint(ckpt, out=run_dir)
+    summary["clean"] = clean
+    echo(
+        f"clean test accuracy: ensemble {100 * clean['ensemble']:.2f}%, members "
+        + ", ".join(f"{100 * a:.2f}%" for a in clean["members"])
+    )
+    if suite is not None:
+        from robens.evaluate.suite import run_suite
+
+        echo(f"attack suite: {suite}")
+        summary["suite"] = run_suite(ckpt, suite, out=run_dir, progress=progress, echo=echo)
+    if report:
+        try:
+            from robens.report import build_report
+        except ImportError:
+            return summary
+        path = build_report(run_dir, run_dir / "report")
+        summary["report"] = str(path)
+        echo(f"report: {path}")
+    return summary
