@@ -15,6 +15,7 @@ trains with ``1/2 ||z - mu_y||^2 = -h_y`` (objective term ``mmc``; the code drop
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -48,12 +49,13 @@ def _optimized_centres(num_classes: int, dim: int, steps: int, seed: int) -> tor
     w = torch.randn(num_classes, dim, generator=gen, dtype=torch.float64).requires_grad_(True)
     opt = torch.optim.Adam([w], lr=1e-4 if steps >= 10_000 else 1e-2)
     off = ~torch.eye(num_classes, dtype=torch.bool)
-    for _ in range(steps):
-        u = w / w.norm(dim=1, keepdim=True)
-        loss = (u @ u.T)[off].max()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with torch.enable_grad():
+        for _ in range(steps):
+            u = w / w.norm(dim=1, keepdim=True)
+            loss = (u @ u.T)[off].max()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     with torch.no_grad():
         return w / w.norm(dim=1, keepdim=True)
 
@@ -72,11 +74,18 @@ def mm_centers(
         raise ConfigError(f"feature dimension must be an integer >= 1, got {dim!r}")
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ConfigError(f"mm_scale must be a finite number > 0, got {scale!r}")
+    return _cached_centres(num_classes, dim, float(scale), steps, seed).clone()
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_centres(
+    num_classes: int, dim: int, scale: float, steps: int, seed: int
+) -> torch.Tensor:
     if dim >= num_classes - 1:
         u = _algorithm1(num_classes, dim)
     else:
         u = _optimized_centres(num_classes, dim, steps, seed)
-    return (u * float(scale)).float()
+    return (u * scale).float()
 
 
 class MMHead(nn.Module):

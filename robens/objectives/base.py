@@ -141,6 +141,11 @@ class Batch:
         """Combined ensemble logits ``[B, C]``."""
 
         def compute() -> torch.Tensor:
+            if self.per_member_inputs:
+                raise ConfigError(
+                    "the combined ensemble output is undefined when every member sees its own"
+                    " inputs (strategy 'bagging'); use member terms such as 'ce'"
+                )
             if self.is_ensemble:
                 return self.model.combine_logits(self.member_logits)
             return self.member_logits[0]
