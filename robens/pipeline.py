@@ -45,7 +45,9 @@ def run_pipeline(
     else:
         Trainer(cfg, progress=progress, echo=echo).fit(resume=True)
     summary: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": str(ckpt)}
-    clean = evaluate_clean_checkpoint(ckpt, out=run_dir)
+    clean = evaluate_clean_checkpoint(
+        ckpt, out=run_dir, test_size=cfg.data.test_size, seed=cfg.seed
+    )  # the config's test subset (all test images when it sets none), as in training
     summary["clean"] = clean
     echo(
         f"clean test accuracy: ensemble {100 * clean['ensemble']:.2f}%, members "

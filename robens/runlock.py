@@ -32,6 +32,15 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())
         self._fd = fd
+        self._remove_stale_temp_files()
+
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files of atomic writes killed mid-way (only the lock holder writes here)."""
+        for tmp in self.path.parent.glob(".*.tmp"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
     def release(self) -> None:
         if self._fd is not None:

@@ -101,3 +101,12 @@ def test_batch_labels_validated():
     for bad in (-0.1, 1.5, "x", None):
         with pytest.raises(InputError, match="eps"):
             check_eps(bad)
+
+
+def test_lock_holder_removes_temp_files_of_killed_writes(tmp_path):
+    stale = tmp_path / ".checkpoint.safetensors.abc123.tmp"
+    stale.write_bytes(b"half a file")
+    keep = tmp_path / "history.json"
+    keep.write_text("[]")
+    with RunLock(tmp_path):
+        assert not stale.exists() and keep.exists()
