@@ -60,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     for q in model.parameters():
         q.requires_grad_(False)
     test = checkpoint_test_set(meta, None, None, args.test_size, args.seed)
-    print(f"checkpoint {args.checkpoint}: {model}; {len(test)} test images of {test.name}")
+    print(
+        f"checkpoint {args.checkpoint}: {model.num_members}-member ensemble"
+        f" ({model.extra_repr()}); {len(test)} test images of {test.name}"
+    )
     out: dict = {"checkpoint": str(args.checkpoint), "n": len(test), "eps": args.eps}
 
     t0 = time.perf_counter()

@@ -288,6 +288,89 @@ def sweep(
     )
 
 
+# ---------------------------------------------------------------------------- reproduce
+@app.command()
+def reproduce(
+    name: str | None = typer.Argument(
+        None, help="Recipe: jacobian-ensembles | diversity-training | adp | gdr | mmc |"
+        " rce-detection (configs/reproduce/NAME.yaml), or a recipe YAML path."
+    ),
+    scale: str = typer.Option("quick", help="quick | paper (or another scale of the recipe)."),
+    dataset: list[str] = typer.Option(
+        [], help="Dataset(s) of the recipe (repeatable); 'all' = every one whose files are"
+        " present; default: the recipe's first."
+    ),
+    out: str | None = typer.Option(
+        None, "--out", "-o", help="Output folder (default runs/reproduce/NAME/DATASET-SCALE)."
+    ),
+    backend: str = typer.Option("ray", help="ray | serial (in-process, one by one)."),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: local Ray)."),
+    max_concurrent: int | None = typer.Option(None, help="Run at most N trials at once."),
+    num_cpus: int | None = typer.Option(None, help="CPUs of the local Ray instance."),
+    gpus_per_trial: float | None = typer.Option(
+        None, help="Ray GPUs per trial (default 1 when CUDA is available, else 0)."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Experiment key set in every trial: --set training.device=cuda"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the stages and trials, exit."),
+    report_only: bool = typer.Option(
+        False, "--report-only", help="Rebuild summary and report from the finished trials."
+    ),
+    list_: bool = typer.Option(False, "--list", help="List the recipes and their scales."),
+    progress: bool = typer.Option(True, help="Show a progress bar over trials."),
+) -> None:
+    """Reproduce a published result: run the recipe's sweep(s), then report ours beside theirs."""
+    from robens.config import parse_set_option
+    from robens.reproduce import (
+        build_report,
+        dataset_available,
+        format_recipe_plan,
+        list_recipes,
+        load_recipe,
+        plan_recipe,
+        run_recipe,
+        write_summary,
+    )
+
+    if list_ or name is None:
+        for recipe_name in list_recipes():
+            raw, _ = load_recipe(recipe_name)
+            typer.echo(f"{recipe_name}: {raw.get('title', '')} (scales:"
+                       f" {', '.join(raw.get('scales', {}))}; datasets:"
+                       f" {', '.join(raw.get('datasets', {}))})")
+        if name is None and not list_:
+            raise robens.errors.ConfigError("give a recipe NAME (or --list)")
+        return
+    overrides = dict(parse_set_option(s) for s in set_)
+    raw, _ = load_recipe(name)
+    datasets: list[str | None] = list(dataset) or [None]
+    if "all" in datasets:
+        datasets = [d for d in raw["datasets"] if dataset_available(d)]
+        missing = [d for d in raw["datasets"] if d not in datasets]
+        if missing:
+            typer.echo(f"skipping {', '.join(missing)}: dataset files not found")
+    if out is not None and len(datasets) > 1:
+        raise robens.errors.ConfigError("--out needs a single --dataset")
+    command = "robens reproduce " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
+    for ds in datasets:
+        plan = plan_recipe(name, scale, ds, out, overrides)
+        if dry_run:
+            typer.echo(format_recipe_plan(plan))
+            continue
+        if report_only:
+            summary, path = write_summary(plan)
+            typer.echo(f"summary: {path}")
+            typer.echo(f"report: {build_report(plan, summary)}")
+            continue
+        run_recipe(
+            plan, backend=backend, address=address, max_concurrent=max_concurrent,
+            num_cpus=num_cpus, gpus_per_trial=gpus_per_trial,
+            progress=progress and sys.stderr.isatty(), echo=typer.echo,
+            command=command or f"robens reproduce {name} --scale {scale}",
+        )
+
+
 # ---------------------------------------------------------------------------- report
 @app.command()
 def report(

@@ -438,3 +438,21 @@ def test_restarts_keep_the_per_sample_best():
     assert (r3.success | ~r1.success).all()
     both_fail = ~r1.success & ~r3.success
     assert (r3.loss[both_fail] >= r1.loss[both_fail] - 1e-6).all()
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "mifgsm", "pgd"])
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_norm_and_targeted_variants_respect_the_budget(name, norm, targeted):
+    model = Tiny(3).eval()
+    x = torch.rand(3, 3, 5, 5)
+    y = torch.tensor([1, 2, 3])
+    eps = 0.05 if norm == "linf" else 0.5
+    kw = {} if name == "fgsm" else {"steps": 3}
+    atk = build_attack(name, model, eps=eps, norm=norm, targeted=targeted, seed=0, **kw)
+    res = atk.run(x, y)
+    assert (per_sample_norm(res.x_adv - x, norm) <= eps + 1e-6).all()
+    assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
+    with torch.no_grad():
+        pred = model(res.x_adv).argmax(-1)
+    assert torch.equal(res.success, pred == y if targeted else pred != y)

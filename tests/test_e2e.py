@@ -30,26 +30,26 @@ def test_train_evaluate_report_on_fashion_mnist(has_fmnist, tmp_path, capsys):
     }
     suite = {
         "name": "e2e",
-        "test_size": 150,
-        "batch_size": 75,
+        "test_size": 100,
+        "batch_size": 50,
         "surrogates": {"sur": {"train": {"seed": 1, "data": {"train_size": 500}}}},
         "attacks": [
             {"attack": "fgsm", "eps": [0.05, 0.1], "masking_samples": 20},
-            {"attack": "pgd", "eps": 0.1, "params": {"steps": 3}, "test_size": 75,
+            {"attack": "pgd", "eps": 0.1, "params": {"steps": 3}, "test_size": 50,
              "masking_checks": False},
             {"attack": "fgsm", "eps": 0.1, "threat": "transfer", "surrogate": "sur"},
-            {"attack": "uap", "eps": 0.15, "threat": "universal", "fit_size": 150,
-             "params": {"iterations": 3, "seeds": 2, "batch_size": 75}},
+            {"attack": "uap", "eps": 0.15, "threat": "universal", "fit_size": 100,
+             "params": {"iterations": 3, "seeds": 2, "batch_size": 50}},
         ],
         "metrics": {
-            "transfer_matrix": {"samples": 75},
-            "gradients": {"samples": 75},
+            "transfer_matrix": {"samples": 50},
+            "gradients": {"samples": 50},
             "gaas": {"samples": 40, "k": [4, 16]},
             "jacobian": {"samples": 10},
             "disagreement": True,
             "noise": {"sigmas": [0.1]},
             "rotation": {"degrees": [15]},
-            "detection": {"samples": 75, "reference_per_class": 10},
+            "detection": {"samples": 100, "reference_per_class": 10},
         },
     }
     cfg_path = tmp_path / "e2e.yaml"
@@ -64,7 +64,7 @@ def test_train_evaluate_report_on_fashion_mnist(has_fmnist, tmp_path, capsys):
     index = run_dir / "report" / "index.html"
     assert m.group(1) == str(index) and index.is_file()
 
-    # records: clean evaluation on the 300 test images, suite on 150
+    # records: clean evaluation on the 300 test images, suite on 100
     clean = read_json_records(run_dir / "records.jsonl")
     assert next(r for r in clean if r["metric"] == "clean_accuracy")["n"] == 300
     recs = read_json_records(run_dir / "results.jsonl")

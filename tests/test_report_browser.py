@@ -11,9 +11,9 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
+from test_report import PNG_SIGNATURE, write_fake_runs
 
 from robens.report import build_report
-from test_report import PNG_SIGNATURE, write_fake_runs
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists()
                                         else None)

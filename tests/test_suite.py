@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import yaml
-
 from conftest import small_config
+
 from robens.config import validate_config
 from robens.errors import ConfigError
 from robens.evaluate import load_suite, run_suite
@@ -174,3 +174,31 @@ def test_cli_evaluate_suite(ckpt, tmp_path, capsys):
     assert main(["evaluate", str(ckpt), "--suite", str(bad)]) == 2
     assert "attacks.0.wat: unknown key" in capsys.readouterr().err
     json.dumps(recs)  # records are JSON-serializable
+
+
+def test_cross_check_flags_black_box_beating_white_box():
+    from robens.evaluate.suite import _cross_check
+
+    def rec(threat, attack, value, unit):
+        return {"metric": "robust_accuracy", "threat_model": threat, "attack": attack,
+                "eps": 0.1, "value": value, "unit": unit, "warnings": []}
+
+    wb = rec("white_box", "fgsm", 0.5, "u1")
+    wb_pgd = rec("white_box", "pgd", 0.1, "u2")
+    records = [wb, wb_pgd, rec("transfer", "fgsm", 0.3, "u3"), rec("transfer", "pgd", 0.2, "u4")]
+    _cross_check(records)
+    assert len(wb["warnings"]) == 1 and "transfer fgsm" in wb["warnings"][0]
+    assert wb_pgd["warnings"] == []  # transfer PGD (0.2) is weaker than white-box PGD (0.1)
+    _cross_check(records)  # idempotent
+    assert len(wb["warnings"]) == 1
+
+
+def test_default_suite_of_a_config(tmp_path):
+    from pathlib import Path
+
+    from robens.pipeline import default_suite
+
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    assert default_suite(configs / "main.yaml") == configs / "suites" / "main.yaml"
+    assert default_suite(tmp_path / "other.yaml") is None
+    load_suite(default_suite(configs / "main.yaml"))  # the main suite validates

@@ -558,7 +558,7 @@ class Attack:
             "seed": self.seed,
         }
         if self.loss == "cw" or "kappa" in self.params:
-            out["kappa"] = self.kappa
+            out["kappa"] = self.kappa if math.isfinite(self.kappa) else "inf"  # JSON-safe
         out.update({f"param_{k}": v for k, v in self.params.items()})
         if self.adaptive:
             out["adaptive"] = dict(self.adaptive)
@@ -570,4 +570,3 @@ class Attack:
             f"{type(self).__name__}(eps={self.eps}, norm={self.norm!r}, loss={self.loss!r},"
             f" targeted={self.targeted}{', ' + args if args else ''})"
         )
-

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robens.attacks import adaptive_attack, attack_parameters, canonical_attack_name
+from robens.attacks import ATTACKS, adaptive_attack, attack_parameters, canonical_attack_name
 from robens.attacks.base import eval_mode
 from robens.attacks.masking import gradient_masking_checks
 from robens.attacks.uap import SGDUAP, uap_metrics
@@ -80,7 +80,8 @@ def _attack_params(
                 f"attack {name!r} takes no --{key} (it accepts {', '.join(sorted(accepted))})"
             )
         params[key] = value
-    if loss != "ce":
+    fixed = getattr(ATTACKS[name], "supported_losses", ())
+    if loss != "ce" and not (loss in fixed and "loss" not in accepted):
         if "loss" not in accepted:
             raise InputError(f"attack {name!r} takes no --loss (its loss is fixed)")
         params["loss"] = loss
@@ -159,6 +160,8 @@ def attack_checkpoint(
     first: tuple[torch.Tensor, torch.Tensor, Any] | None = None
 
     if name == "uap":
+        if norm != "linf" or loss != "ce" or alpha is not None:
+            raise InputError("uap (SGD-UAP) takes --norm linf, --loss ce and no --alpha")
         uap = SGDUAP(craft, eps, iterations=steps or 100, seed=seed)
         cfg = meta.get("config", {}).get("data", {})
         train = load_dataset(data.name, "train", root=cfg.get("root"), seed=seed)
@@ -202,6 +205,7 @@ def attack_checkpoint(
     clean_acc, robust_acc = clean_ok / n, robust_ok / n
     desc = atk.describe()
     extra = {k: v for k, v in desc.items() if k not in ("attack", "eps", "seed") and v is not None}
+    extra["attack_seed"] = desc.get("seed")
     base = records_from_meta(meta, dataset=data.name)
     common = {"attack": name, "eps": eps, "n": n, "threat_model": threat, **extra}
     records = [

@@ -109,7 +109,12 @@ class SGDUAP(Attack):
 
     # ------------------------------------------------------------------ data streams
     def _stream(self, data: Batches, restart: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless batches for restart ``restart``: reshuffled per epoch, or rotated."""
+        """Endless batches for restart ``restart``.
+
+        An ImageDataset is reshuffled every epoch with ``derive_seed(seed, "uap", restart,
+        epoch)``. A re-iterable of batches is cycled; restart ``r > 0`` starts at a seeded
+        batch offset (counting the batches once). A one-shot iterator is read once, in order.
+        """
         base = 0 if self.seed is None else int(self.seed)
         if isinstance(data, ImageDataset):
             epoch = 0
