@@ -32,7 +32,7 @@ def test_train_evaluate_report_on_fashion_mnist(has_fmnist, tmp_path, capsys):
         "name": "e2e",
         "test_size": 100,
         "batch_size": 50,
-        "surrogates": {"sur": {"train": {"seed": 1, "data": {"train_size": 500}}}},
+        "surrogates": {"sur": {"train": {"seed": 1, "data": {"train_size": 300}}}},
         "attacks": [
             {"attack": "fgsm", "eps": [0.05, 0.1], "masking_samples": 20},
             {"attack": "pgd", "eps": 0.1, "params": {"steps": 3}, "test_size": 50,
@@ -44,12 +44,12 @@ def test_train_evaluate_report_on_fashion_mnist(has_fmnist, tmp_path, capsys):
         "metrics": {
             "transfer_matrix": {"samples": 50},
             "gradients": {"samples": 50},
-            "gaas": {"samples": 40, "k": [4, 16]},
+            "gaas": {"samples": 30, "k": [4, 16]},
             "jacobian": {"samples": 10},
             "disagreement": True,
             "noise": {"sigmas": [0.1]},
             "rotation": {"degrees": [15]},
-            "detection": {"samples": 100, "reference_per_class": 10},
+            "detection": {"samples": 60, "reference_per_class": 10},
         },
     }
     cfg_path = tmp_path / "e2e.yaml"

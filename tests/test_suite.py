@@ -76,7 +76,7 @@ def suite_dict(ckpt) -> dict:
         "batch_size": 20,
         "per_sample": True,
         "attacks": [
-            {"attack": "fgsm", "eps": [0.05, 0.1], "masking_samples": 10},
+            {"attack": "fgsm", "eps": [0.05, 0.1], "masking_samples": 8},
             {"attack": "fgsm", "eps": 0.1, "threat": "transfer", "surrogate": str(ckpt)},
             {"attack": "uap", "eps": 0.1, "threat": "universal", "fit_size": 40,
              "params": {"iterations": 2, "batch_size": 20}},
