@@ -663,7 +663,9 @@ class SuiteRunner:
             kw.setdefault("seed", self.suite.seed)
         if combine is not None and (hasattr(model, "member_logits") or isinstance(model, list)):
             kw["combine"] = combine
-        return build_attack(name, model, eps=eps, **kw)
+        if "eps" in accepted:
+            kw["eps"] = eps  # minimum-norm attacks (JSMA) take no budget: eps only labels them
+        return build_attack(name, model, **kw)
 
     def unit_attack(self, entry: AttackEntry, eps: float, uid: str) -> list[dict[str, Any]]:
         if entry.threat == "universal":
