@@ -1,0 +1,142 @@
+"""Reading result records back and grouping them into runs (the report's only input).
+
+A run directory holds ``records.jsonl`` (clean evaluation) and/or ``results.jsonl`` (attack
+suite); a directory without either is searched one level down (``robens report runs/``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robens.errors import InputError
+from robens.records import read_json_records
+
+RECORD_FILES = ("records.jsonl", "results.jsonl")
+INFO_KEYS = ("dataset", "model", "members", "arch", "objective", "reg_term", "reg_lambda",
+             "strategy", "combine", "adversarial_training", "seed", "config_hash")
+
+
+def find_record_files(run_dirs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Records files of the run directories (or of their immediate subdirectories)."""
+    files: list[Path] = []
+    for d in run_dirs:
+        d = Path(d)
+        if d.is_file():
+            files.append(d)
+            continue
+        if not d.is_dir():
+            raise InputError(f"run directory not found: {d}")
+        own = [d / f for f in RECORD_FILES if (d / f).is_file()]
+        if not own:
+            own = sorted(
+                sub / f for sub in d.iterdir() if sub.is_dir() for f in RECORD_FILES
+                if (sub / f).is_file()
+            )
+        files.extend(own)
+    if not files:
+        raise InputError(
+            "no records found (records.jsonl / results.jsonl) in "
+            + ", ".join(str(d) for d in run_dirs)
+        )
+    return files
+
+
+@dataclass
+class Run:
+    """The records of one trained model (one run directory and method name)."""
+
+    label: str
+    method: str
+    run_dir: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def select(self, metric: str, **filters: Any) -> list[dict[str, Any]]:
+        """Records of ``metric`` whose fields equal ``filters`` (floats compared to 1e-9)."""
+        out = []
+        for r in self.records:
+            if r.get("metric") != metric:
+                continue
+            if all(_equal(r.get(k), v) for k, v in filters.items()):
+                out.append(r)
+        return out
+
+    def value(self, metric: str, **filters: Any) -> float | None:
+        """The value of the matching record with the most samples (``None`` if absent)."""
+        recs = self.select(metric, **filters)
+        if not recs:
+            return None
+        best = max(recs, key=lambda r: (r.get("n") or 0))
+        v = best.get("value")
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    def clean(self) -> float | None:
+        """Clean ensemble accuracy (the evaluation on the most test images)."""
+        return self.value("clean_accuracy")
+
+    def robust(self) -> list[dict[str, Any]]:
+        return self.select("robust_accuracy")
+
+    @property
+    def reg_lambda(self) -> float | None:
+        v = self.info.get("reg_lambda")
+        return None if v is None else float(v)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(float(a) - float(b)) <= 1e-9
+    return a == b
+
+
+def _members_from_model(model: Any) -> int | None:
+    m = re.match(r"^(\d+)x", str(model or ""))
+    return int(m.group(1)) if m else None
+
+
+def load_runs(run_dirs: Sequence[str | os.PathLike]) -> list[Run]:
+    """Read every records file and group the records into :class:`Run` objects."""
+    runs: dict[tuple[str, str], Run] = {}
+    for path in find_record_files(run_dirs):
+        for r in read_json_records(path):
+            if not isinstance(r, dict) or "metric" not in r:
+                continue
+            method = str(r.get("method", "?"))
+            key = (str(path.parent), method)
+            run = runs.setdefault(key, Run(label=method, method=method, run_dir=str(path.parent)))
+            run.records.append(r)
+    for run in runs.values():
+        run.info = _run_info(run.records)
+    _unique_labels(list(runs.values()))
+    return sorted(runs.values(), key=lambda r: (r.info.get("members") or 0, r.reg_lambda or 0,
+                                                r.label))
+
+
+def _run_info(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    for r in records:
+        for k in INFO_KEYS:
+            if k not in info and r.get(k) is not None:
+                info[k] = r[k]
+    if "members" not in info:
+        m = _members_from_model(info.get("model"))
+        if m is not None:
+            info["members"] = m
+    if "arch" not in info and info.get("model"):
+        info["arch"] = str(info["model"]).split("x", 1)[-1]
+    return info
+
+
+def _unique_labels(runs: list[Run]) -> None:
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.method] = counts.get(r.method, 0) + 1
+    for r in runs:
+        if counts[r.method] > 1:
+            r.label = f"{r.method} ({Path(r.run_dir).name}, seed {r.info.get('seed')})"
