@@ -352,8 +352,14 @@ def reproduce(
             typer.echo(f"skipping {', '.join(missing)}: dataset files not found")
     if out is not None and len(datasets) > 1:
         raise robens.errors.ConfigError("--out needs a single --dataset")
-    command = "robens reproduce " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     for ds in datasets:
+        command = " ".join(
+            [f"robens reproduce {name} --scale {scale}"]
+            + ([f"--dataset {ds}"] if ds else [])
+            + ([f"--out {out}"] if out else [])
+            + ([f"--backend {backend}"] if backend != "ray" else [])
+            + [f"--set {s}" for s in set_]
+        )
         plan = plan_recipe(name, scale, ds, out, overrides)
         if dry_run:
             typer.echo(format_recipe_plan(plan))
@@ -367,7 +373,7 @@ def reproduce(
             plan, backend=backend, address=address, max_concurrent=max_concurrent,
             num_cpus=num_cpus, gpus_per_trial=gpus_per_trial,
             progress=progress and sys.stderr.isatty(), echo=typer.echo,
-            command=command or f"robens reproduce {name} --scale {scale}",
+            command=command,
         )
 
 

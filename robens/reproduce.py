@@ -432,9 +432,8 @@ def plan_recipe(
             if grid is None:
                 continue
             where = f"stages.{sname}.grids.{gname}"
-            base = deep_merge(stage_base, grid.base)
+            base = apply_overrides(deep_merge(stage_base, grid.base), over)
             base.setdefault("data", {})["dataset"] = ds
-            base = apply_overrides(base, over)
             base.pop("output_dir", None)
             base = _resolve_refs(base, refs, f"{where}.base", needs)
             axes = _resolve_refs(grid.axes, refs, f"{where}.axes", needs)

@@ -318,7 +318,8 @@ def test_tiny_mmc_run_and_cli(tmp_path, one_thread, capsys):
     assert "summary:" in text and "MMC beats SCE" in text
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["data"]["cells"]) == {"sce", "mmc"}
-    assert summary["command"].startswith("robens reproduce")
+    assert summary["command"].startswith("robens reproduce mmc --scale tiny --dataset synthetic")
+    assert "--set data.train_size=100" in summary["command"]
     (out / "report" / "index.html").unlink()
     assert main([*args, "--report-only"]) == 0
     assert (out / "report" / "index.html").exists()
