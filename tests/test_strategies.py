@@ -28,7 +28,7 @@ BASE: dict[str, Any] = {
     "seed": 0,
     "data": {
         "dataset": "synthetic",
-        "train_size": 32,
+        "train_size": 16,
         "test_size": 20,
         "batch_size": 16,
         "eval_batch_size": 100,
@@ -127,7 +127,8 @@ def test_bagging_end_to_end(tmp_path):
 
 # ------------------------------------------------------------------ snapshot
 def test_snapshot_schedule_is_set_or_checked(tmp_path):
-    t = Trainer(config(**{"training.strategy": "snapshot"}), run_dir=tmp_path / "s",
+    t = Trainer(config(**{"training.strategy": "snapshot", "data.train_size": 32}),
+                run_dir=tmp_path / "s",
                 progress=False, echo=None)
     assert t.cfg.schedule.name == "cyclic_cosine" and t.cfg.schedule.cycles == 2
     with pytest.raises(ConfigError, match="cycles"):
@@ -140,7 +141,8 @@ def test_snapshot_schedule_is_set_or_checked(tmp_path):
 
 
 def snapshot_overrides() -> dict[str, Any]:
-    return {"training.strategy": "snapshot", "training.epochs": 2, "optimizer.lr": 0.01}
+    return {"training.strategy": "snapshot", "training.epochs": 2, "optimizer.lr": 0.01,
+            "data.train_size": 32}
 
 
 def test_snapshot_takes_one_member_per_cycle_and_resumes(tmp_path, monkeypatch):
@@ -183,7 +185,7 @@ def test_soft_voting_needs_validation_images(tmp_path):
 def test_soft_voting_weights_from_validation_accuracy(tmp_path):
     trainer, result, summary = train(
         tmp_path, "vote",
-        **{"training.soft_voting": "val_accuracy", "data.val_size": 16, "data.train_size": 48},
+        **{"training.soft_voting": "val_accuracy", "data.val_size": 16, "data.train_size": 32},
     )
     vote = trainer.strategy.vote
     acc = torch.tensor(vote["val_accuracy"], dtype=torch.float64).clamp_min(1e-6)
@@ -191,7 +193,7 @@ def test_soft_voting_weights_from_validation_accuracy(tmp_path):
     ens, meta = load_ensemble(result.checkpoint)
     assert torch.allclose(ens.weights.double(), acc / acc.sum(), atol=1e-6)
     assert meta["strategy"]["soft_voting"]["weights"] == vote["weights"]
-    assert len(trainer.train_set) == 32 and vote["val_size"] == 16
+    assert len(trainer.train_set) == 16 and vote["val_size"] == 16
 
 
 # ------------------------------------------------------------------ adversarial training
