@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -110,3 +111,35 @@ def write_csv_records(path: str | os.PathLike, records: Iterable[dict[str, Any]]
             row["versions"] = ";".join(f"{k}={v}" for k, v in row["versions"].items())
         w.writerow(row)
     atomic_write_text(path, buf.getvalue())
+
+
+class RecordSelection:
+    """``select`` / ``value`` over a ``records`` list (shared by report runs and recipe trials)."""
+
+    records: list[dict[str, Any]]
+
+    def select(self, metric: str, **filters: Any) -> list[dict[str, Any]]:
+        """Records of ``metric`` whose fields equal ``filters`` (floats compared to 1e-9)."""
+        out = []
+        for r in self.records:
+            if r.get("metric") != metric:
+                continue
+            if all(_equal(r.get(k), v) for k, v in filters.items()):
+                out.append(r)
+        return out
+
+    def value(self, metric: str, **filters: Any) -> float | None:
+        """The value of the matching record with the most samples (``None`` if absent)."""
+        recs = self.select(metric, **filters)
+        if not recs:
+            return None
+        best = max(recs, key=lambda r: (r.get("n") or 0))
+        v = best.get("value")
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if (isinstance(a, (int, float)) and isinstance(b, (int, float))
+            and not isinstance(a, bool) and not isinstance(b, bool)):
+        return abs(float(a) - float(b)) <= 1e-9
+    return a == b

@@ -65,6 +65,7 @@ from robens.config import (
     load_yaml,
 )
 from robens.errors import ConfigError
+from robens.records import RecordSelection
 from robens.sweep import (
     SweepPlan,
     Trial,
@@ -501,7 +502,7 @@ def format_recipe_plan(plan: RecipePlan) -> str:
 
 # ---------------------------------------------------------------------------- running
 @dataclass
-class TrialView:
+class TrialView(RecordSelection):
     """One trial's records with its stage, sub-grid and config (what summaries read)."""
 
     stage: str
@@ -527,23 +528,6 @@ class TrialView:
     def reg_lambda(self, term: str) -> float:
         return self.terms.get(term, 0.0)
 
-    def select(self, metric: str, **filters: Any) -> list[dict[str, Any]]:
-        out = []
-        for r in self.records:
-            if r.get("metric") != metric:
-                continue
-            if all(_same(r.get(k), v) for k, v in filters.items()):
-                out.append(r)
-        return out
-
-    def value(self, metric: str, **filters: Any) -> float | None:
-        """The matching record with the most samples (``None`` when absent or NaN)."""
-        recs = self.select(metric, **filters)
-        if not recs:
-            return None
-        v = max(recs, key=lambda r: r.get("n") or 0).get("value")
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
     def clean(self) -> float | None:
         """Clean accuracy on the suite's test subset (the sweep's clean evaluation otherwise)."""
         suite = [r for r in self.records if r.get("metric") == "clean_accuracy"
@@ -551,12 +535,6 @@ class TrialView:
         if suite:
             return float(suite[0]["value"])
         return self.value("clean_accuracy")
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return abs(float(a) - float(b)) <= 1e-9
-    return a == b
 
 
 def objective_weights(objective: str) -> dict[str, float]:

@@ -53,7 +53,7 @@ from robens.config import (
 from robens.errors import ConfigError, RobensError
 from robens.records import read_json_records, write_csv_records, write_json_records
 from robens.runlock import RunLock
-from robens.utils import atomic_write_json, config_hash
+from robens.utils import atomic_write_json, config_hash, rich_progress
 
 DONE_NAME = "DONE.json"
 TRIAL_NAME = "trial.json"
@@ -693,11 +693,7 @@ class _TrialBar:
 
     def __enter__(self) -> _TrialBar:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self._p = Progress(
-                TextColumn("trials"), BarColumn(), MofNCompleteColumn(), transient=True
-            )
+            self._p = rich_progress(eta=False)
             self._p.__enter__()
             self._task = self._p.add_task("trials", total=self.total)
         return self

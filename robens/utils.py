@@ -87,3 +87,21 @@ def chunks(seq: list, size: int) -> Iterable[list]:
     """Consecutive slices of ``seq`` of length ``size``."""
     for i in range(0, len(seq), size):
         yield seq[i : i + size]
+
+
+def rich_progress(*fields: str, eta: bool = True) -> Any:
+    """A transient rich progress bar: description, bar, ``n/total``, the text columns ``fields``
+    (``"loss {task.fields[loss]:.4f}"``) and the time remaining. Entered by the caller."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns += [TextColumn(f) for f in fields]
+    if eta:
+        columns.append(TimeRemainingColumn())
+    return Progress(*columns, transient=True)

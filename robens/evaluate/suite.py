@@ -58,7 +58,7 @@ from robens.evaluate.clean import checkpoint_test_set
 from robens.factory import load_ensemble
 from robens.records import make_record, records_from_meta, write_csv_records, write_json_records
 from robens.runlock import RunLock
-from robens.utils import atomic_write_bytes, atomic_write_json, resolve_device
+from robens.utils import atomic_write_bytes, atomic_write_json, resolve_device, rich_progress
 
 Echo = Callable[[str], None]
 THREATS = ("white_box", "transfer", "universal")
@@ -402,18 +402,7 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._p = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeRemainingColumn(), transient=True,
-            )
+            self._p = rich_progress()
             self._p.__enter__()
         return self
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from robens.errors import ConfigError
+from robens.report.build import CSS as BASE_CSS
 from robens.report.published import PUBLISHED_TABLES
 from robens.utils import atomic_write_text
 
@@ -35,25 +36,9 @@ GDR_BLOG: dict[str, Any] = {
 }
 EXTRA_PUBLISHED: list[dict[str, Any]] = [GDR_BLOG]
 
-CSS = """
-body { font-family: -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif;
-       margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; }
-h2 { font-size: 1.25em; border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 2em; }
-h3 { font-size: 1.05em; margin-bottom: 0.3em; }
-table { border-collapse: collapse; margin: 0.6em 0 0.4em; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: right; }
-th { background: #f0f3f7; }
-td:first-child, th:first-child { text-align: left; }
-tr.ours td { background: #eef8ee; font-weight: 600; }
-p.note, p.source { font-size: 0.8em; color: #666; margin: 0.2em 0; }
+CSS = BASE_CSS + """
 li.pass { color: #1a6b1a; } li.fail { color: #a11; } li.na { color: #666; }
-figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { font-size: 0.85em; color: #555; }
-.meta { color: #666; font-size: 0.85em; }
-.scroll { overflow-x: auto; }
 """
-
 
 def published_table(key: str) -> dict[str, Any]:
     """A published table by key (``je_table1``, ``gal_table2``, ``adp_table2``,

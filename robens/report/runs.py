@@ -6,7 +6,6 @@ suite); a directory without either is searched one level down (``robens report r
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from robens.errors import InputError
-from robens.records import read_json_records
+from robens.records import RecordSelection, read_json_records
 
 RECORD_FILES = ("records.jsonl", "results.jsonl")
 INFO_KEYS = ("dataset", "model", "members", "arch", "objective", "reg_term", "reg_lambda",
@@ -48,7 +47,7 @@ def find_record_files(run_dirs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 @dataclass
-class Run:
+class Run(RecordSelection):
     """The records of one trained model (one run directory and method name)."""
 
     label: str
@@ -56,25 +55,6 @@ class Run:
     run_dir: str
     records: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
-
-    def select(self, metric: str, **filters: Any) -> list[dict[str, Any]]:
-        """Records of ``metric`` whose fields equal ``filters`` (floats compared to 1e-9)."""
-        out = []
-        for r in self.records:
-            if r.get("metric") != metric:
-                continue
-            if all(_equal(r.get(k), v) for k, v in filters.items()):
-                out.append(r)
-        return out
-
-    def value(self, metric: str, **filters: Any) -> float | None:
-        """The value of the matching record with the most samples (``None`` if absent)."""
-        recs = self.select(metric, **filters)
-        if not recs:
-            return None
-        best = max(recs, key=lambda r: (r.get("n") or 0))
-        v = best.get("value")
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
     def clean(self) -> float | None:
         """Clean ensemble accuracy (the evaluation on the most test images)."""
@@ -87,12 +67,6 @@ class Run:
     def reg_lambda(self) -> float | None:
         v = self.info.get("reg_lambda")
         return None if v is None else float(v)
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return abs(float(a) - float(b)) <= 1e-9
-    return a == b
 
 
 def _members_from_model(model: Any) -> int | None:

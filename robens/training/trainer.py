@@ -46,6 +46,7 @@ from robens.utils import (
     derive_seed,
     make_generator,
     resolve_device,
+    rich_progress,
     versions,
 )
 
@@ -376,22 +377,7 @@ class _progress:
 
     def __enter__(self) -> _progress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._p = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"),
-                TimeRemainingColumn(),
-                transient=True,
-            )
+            self._p = rich_progress("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}")
             self._p.__enter__()
             self._task = self._p.add_task(self.desc, total=self.total, loss=float("nan"), acc=0.0)
         return self
