@@ -42,3 +42,13 @@ def has_fmnist() -> bool:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """One intra-op thread for a module of small models: as fast, and immune to oversubscribed
+    cores (``pytestmark = pytest.mark.usefixtures("one_thread_module")``)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -19,13 +19,7 @@ EPS = 0.1
 TIE_FRACTION = 0.005  # elements allowed to differ (sign ties at near-zero gradients)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models: one intra-op thread is as fast and immune to oversubscribed cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 class DigitsNet(nn.Module):

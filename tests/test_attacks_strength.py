@@ -31,12 +31,7 @@ EPS = 0.1
 TOL = 0.02  # accuracy tolerance for the ordering of attacks (averaged over 200 images)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def small_cnn() -> nn.Module:

@@ -26,13 +26,7 @@ from robens.ensemble import Ensemble
 from robens.errors import InputError
 from tests.conftest import small_config
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 class Small(nn.Module):

@@ -12,13 +12,7 @@ from robens.attacks import SGDUAP, uap_metrics
 from robens.data import ImageDataset
 from robens.errors import InputError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")
