@@ -108,7 +108,7 @@ def test_nonfinite_loss_stops_naming_the_term_and_keeps_checkpoint(tmp_path):
     trainer.objective.terms[1][1].at_step = 12  # epoch 2 (8 steps per epoch)
     with pytest.raises(TrainingError, match="test_explode") as info:
         trainer.fit()
-    assert "last good checkpoint" in str(info.value)
+    assert "last good checkpoint" in str(info.value) and "grad_clip" in str(info.value)
     _, meta = load_checkpoint(tmp_path / "run" / "checkpoint.safetensors")
     assert meta["epoch"] == 1
 

@@ -230,7 +230,11 @@ class Trainer:
             return None
         last = self.checkpoint_path if self.checkpoint_path.exists() else None
         kept = f"; the last good checkpoint {last} is kept" if last else ""
-        raise TrainingError(f"training stopped at step {step}: {message}{kept}")
+        hint = (
+            f" (lr {self.cfg.optimizer.lr:g}: a diverging run usually needs a lower optimizer.lr"
+            " or training.grad_clip; training.on_nonfinite: skip drops such batches instead)"
+        )
+        raise TrainingError(f"training stopped at step {step}: {message}{kept}{hint}")
 
     # ------------------------------------------------------------------ epochs
     def run_epoch(self, epoch: int) -> dict[str, Any]:
