@@ -123,8 +123,9 @@ def test_independent_stages_form_one_wave():
     assert [[s.name for s in w] for w in waves(plan)] == [["sce", "mmc"]]
     mmc = plan.stages[1]
     assert mmc.trials[0].config.model.head == "mmc"
-    assert {a["params"]["loss"] for a in mmc.sweep.suite["attacks"]} == {"mmc"}
-    assert {a["params"]["loss"] for a in plan.stages[0].sweep.suite["attacks"]} == {"ce"}
+    # the paper's adaptive loss per model, plus the CW margin on both
+    assert {a["params"]["loss"] for a in mmc.sweep.suite["attacks"]} == {"mmc", "cw"}
+    assert {a["params"]["loss"] for a in plan.stages[0].sweep.suite["attacks"]} == {"ce", "cw"}
 
 
 def test_overrides_and_dry_run_text(tmp_path):
@@ -254,6 +255,33 @@ def test_gal_summary_checks(tmp_path):
     assert div["passed"] is False and "4/5" in div["detail"] and "PGD-CW@0.1" in div["detail"]
     assert ensdiv["passed"] is True and "8 won, 2 lost, 0 tied" in ensdiv["detail"]
     assert out["data"]["cells"]["div"]["fgsm"] == pytest.approx([0.5, 0.3])
+
+
+def test_mmc_summary_separates_the_cw_attack_and_weighs_its_noise(tmp_path):
+    plan = plan_recipe("mmc", "quick", output_dir=tmp_path)
+
+    def recs(un: float, cw: float) -> list[dict]:
+        out = [{"metric": "clean_accuracy", "value": 0.9, "unit": "clean-1"}]
+        for e in (0.1, 0.2):
+            for steps in (10, 50):
+                out.append({"metric": "robust_accuracy", "threat_model": "white_box",
+                            "attack": "pgd", "eps": e, "n": 500, "value": un,
+                            "params": {"steps": steps, "loss": "ce"}})
+            out.append({"metric": "robust_accuracy", "threat_model": "white_box",
+                        "attack": "pgd", "eps": e, "n": 500, "value": cw,
+                        "params": {"steps": 50, "loss": "cw"}})
+        return out
+
+    views = [_view("sce", {"name": "sce"}, recs(0.08, 0.084), "s"),
+             _view("mmc", {"name": "mmc"}, recs(0.18, 0.088), "m")]
+    out = summarize(plan, views)
+    paper, strong = out["checks"]
+    assert paper["passed"] is True and "4/4" in paper["detail"]  # the CW rows stay out of it
+    assert strong["passed"] is False and "0/2" in strong["detail"]  # 0.4 points < 2 SE
+    assert out["data"]["cw_cells"]["mmc"]["pgd50-cw@0.1"] == pytest.approx(0.088)
+    assert out["tables"][1]["headers"] == ["Method", "PGD50-CW eps 0.1", "PGD50-CW eps 0.2"]
+    views[1].records = recs(0.18, 0.2)
+    assert summarize(plan, views)["checks"][1]["passed"] is True
 
 
 def test_spearman_and_gdr_summary(tmp_path):
