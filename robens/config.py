@@ -7,13 +7,16 @@ Every ``robens train`` flag maps to a dotted key here (``--lr`` is ``optimizer.l
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robens.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
@@ -132,27 +135,31 @@ class ExperimentConfig(Strict):
         return self.model_dump(mode="json")
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
+def _format_validation_error(exc: ValidationError, source: str, kind: str = "config") -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"  {key}: {msg}")
-    return f"invalid config {source}:\n" + "\n".join(lines)
+    return f"invalid {kind} {source}:\n" + "\n".join(lines)
+
+
+def validate_schema(schema: type[M], data: Any, source: str = "", kind: str = "config") -> M:
+    """Validate ``data`` (``None`` = empty) into the pydantic ``schema``; a non-mapping or an
+    invalid value raises :class:`ConfigError` naming the ``kind``, the source and each key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{kind} {source} must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return schema.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source, kind)) from None
 
 
 def validate_config(data: Any, source: str = "") -> ExperimentConfig:
     """Validate a mapping into an :class:`ExperimentConfig`; errors name the offending key."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {source} must be a mapping of keys, got {type(data).__name__}")
-    try:
-        return ExperimentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+    return validate_schema(ExperimentConfig, data, source)
 
 
 def load_yaml(path: str | os.PathLike) -> Any:

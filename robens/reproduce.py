@@ -55,14 +55,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from robens.config import (
     ExperimentConfig,
     Strict,
-    _format_validation_error,
     apply_overrides,
     load_yaml,
+    validate_schema,
 )
 from robens.errors import ConfigError
 from robens.records import RecordSelection
@@ -210,14 +210,9 @@ def recipe_path(name: str | os.PathLike, folder: str | os.PathLike | None = None
 
 
 def _validate(data: Any, label: str) -> Recipe:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"recipe {label} must be a mapping of keys")
-    try:
-        return Recipe.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ConfigError(
-            _format_validation_error(exc, label).replace("invalid config", "invalid recipe", 1)
-        ) from None
+    if data is None:
+        raise ConfigError(f"recipe {label} must be a mapping of keys, got nothing")
+    return validate_schema(Recipe, data, label, kind="recipe")
 
 
 def load_recipe(name: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:

@@ -40,15 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from robens.config import (
     ExperimentConfig,
     Strict,
-    _format_validation_error,
     apply_overrides,
     load_yaml,
     validate_config,
+    validate_schema,
 )
 from robens.errors import ConfigError, RobensError
 from robens.records import read_json_records, write_csv_records, write_json_records
@@ -187,14 +187,7 @@ def load_grid(source: str | os.PathLike | Mapping[str, Any] | SweepGrid) -> Swee
         source = load_yaml(source)
         if source is None:
             source = {}
-    if not isinstance(source, Mapping):
-        raise ConfigError(f"sweep grid {label} must be a mapping of keys")
-    try:
-        return SweepGrid.model_validate(dict(source))
-    except ValidationError as exc:
-        raise ConfigError(
-            _format_validation_error(exc, label).replace("invalid config", "invalid sweep grid", 1)
-        ) from None
+    return validate_schema(SweepGrid, source, label, kind="sweep grid")
 
 
 def _expand(grid: SweepGrid) -> list[dict[str, Any]]:

@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from robens.data import ImageDataset, load_dataset
 from robens.errors import ConfigError, InputError
@@ -292,24 +292,15 @@ def _looks_like_path(s: str) -> bool:
     return Path(s).exists()
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {key}: {msg}")
-    return f"invalid suite {source}:\n" + "\n".join(lines)
-
-
 def load_suite(suite: str | os.PathLike | dict | list | SuiteConfig) -> SuiteConfig:
     """Validate a suite given as a YAML path, a mapping, a list of attack entries or a config."""
+    from robens.config import load_yaml, validate_schema
+
     if isinstance(suite, SuiteConfig):
         return suite
     source = "(mapping)"
     data: Any = suite
     if isinstance(suite, (str, os.PathLike)):
-        from robens.config import load_yaml
-
         source = str(suite)
         data = load_yaml(suite)
     if data is None:
@@ -318,10 +309,7 @@ def load_suite(suite: str | os.PathLike | dict | list | SuiteConfig) -> SuiteCon
         data = {"attacks": data}
     if not isinstance(data, dict):
         raise ConfigError(f"suite {source} must be a mapping or a list of attack entries")
-    try:
-        return SuiteConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_error(exc, source)) from None
+    return validate_schema(SuiteConfig, data, source, kind="suite")
 
 
 # ---------------------------------------------------------------------------- helpers
