@@ -1034,9 +1034,9 @@ def _summary_gal(plan: RecipePlan, views: list[TrialView]) -> dict[str, Any]:
                                                          if names else "")))
     if "ens-div" in cells and "ens" in cells:
         won, lost, tied, names = compare("ens-div", "ens", list(range(len(eps))))
+        by_eps = [compare("ens-div", "ens", [i])[:3] for i in range(len(eps))]
         per_eps = "; ".join(
-            f"eps {e:g}: {compare('ens-div', 'ens', [i])[0]}/"
-            f"{sum(compare('ens-div', 'ens', [i])[:3])} won" for i, e in enumerate(eps))
+            f"eps {e:g}: {c[0]}/{sum(c)} won" for e, c in zip(eps, by_eps, strict=True))
         checks.append(_check(
             "Ens+Div beats Ens on most (attack, eps) cells (more wins than losses)",
             won + lost > 0 and won > lost,
@@ -1249,9 +1249,9 @@ def _summary_mmc(plan: RecipePlan, views: list[TrialView]) -> dict[str, Any]:
             " the SCE logits; not in the paper's table."))
         n = min(_n_attacked(targets[r], eps) for r in ("sce", "mmc"))
         details, won = [], 0
+        lo, hi = 1 / max(n, 1), 1 - 1 / max(n, 1)  # floor: no zero-width error at 0%
         for k in cw_keys:
             a, b = cw_cells["mmc"][k], cw_cells["sce"][k]
-            lo, hi = 1 / max(n, 1), 1 - 1 / max(n, 1)  # floor: no zero-width error at 0%
             pa, pb = min(max(a, lo), hi), min(max(b, lo), hi)
             se = math.sqrt((pa * (1 - pa) + pb * (1 - pb)) / max(n, 1))
             won += int(a - b > 2 * se)

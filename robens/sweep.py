@@ -185,8 +185,6 @@ def load_grid(source: str | os.PathLike | Mapping[str, Any] | SweepGrid) -> Swee
     if not isinstance(source, Mapping):
         label = str(source)
         source = load_yaml(source)
-        if source is None:
-            source = {}
     return validate_schema(SweepGrid, source, label, kind="sweep grid")
 
 

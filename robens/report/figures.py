@@ -42,6 +42,12 @@ def _save(fig: Any, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _finish(fig: Any, path: Path, title: str, caption: str) -> Figure:
+    """Save ``fig`` to ``path`` and describe it for the report."""
+    _save(fig, path)
+    return {"file": path.name, "title": title, "caption": caption}
+
+
 def _subplots(n: int, width: float = 4.6, height: float = 3.6) -> tuple[Any, list[Any]]:
     cols = min(n, 3)
     rows = math.ceil(n / cols)
@@ -118,13 +124,11 @@ def fig_accuracy_vs_eps(runs: list[Run], path: Path) -> Figure | None:
         _pct(ax)
         ax.grid(alpha=0.3)
         _legend(ax)
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "Accuracy vs perturbation budget",
-        "caption": "Robust accuracy of every method against each attack as eps grows"
+    return _finish(
+        fig, path, "Accuracy vs perturbation budget",
+        "Robust accuracy of every method against each attack as eps grows"
         " (eps = 0 is the clean accuracy), one panel per threat model.",
-    }
+    )
 
 
 # ---------------------------------------------------------------------------- trade-off
@@ -164,13 +168,11 @@ def fig_tradeoff(runs: list[Run], path: Path) -> Figure | None:
         _pct(ax, "x")
         ax.grid(alpha=0.3)
         _legend(ax)
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "Accuracy-robustness trade-off",
-        "caption": "Clean against robust accuracy, one point per method, labelled by its"
+    return _finish(
+        fig, path, "Accuracy-robustness trade-off",
+        "Clean against robust accuracy, one point per method, labelled by its"
         " regularization strength lambda.",
-    }
+    )
 
 
 # ---------------------------------------------------------------------------- lambda sweep
@@ -214,13 +216,11 @@ def fig_reg_strength(runs: list[Run], path: Path) -> Figure | None:
         _pct(ax)
         ax.grid(alpha=0.3)
         _legend(ax)
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "Accuracy vs regularization strength",
-        "caption": "Clean and robust accuracy against lambda, one line per ensemble size M"
+    return _finish(
+        fig, path, "Accuracy vs regularization strength",
+        "Clean and robust accuracy against lambda, one line per ensemble size M"
         " (Jacobian Ensembles sweep M in {1, 3, 6, 9}).",
-    }
+    )
 
 
 # ---------------------------------------------------------------------------- histograms
@@ -252,13 +252,11 @@ def fig_coherence_hist(runs: list[Run], path: Path) -> Figure | None:
         ax.set_ylabel("density")
         ax.grid(alpha=0.3)
         _legend(ax)
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "Gradient coherence histograms",
-        "caption": "Distribution over test inputs of the members' loss-gradient alignment:"
+    return _finish(
+        fig, path, "Gradient coherence histograms",
+        "Distribution over test inputs of the members' loss-gradient alignment:"
         " a baseline ensemble sits near 1, a diversity-trained one lower (GAL, Fig. 2).",
-    }
+    )
 
 
 # ---------------------------------------------------------------------------- heatmaps
@@ -287,14 +285,12 @@ def fig_transfer_heatmaps(runs: list[Run], path: Path) -> Figure | None:
         ax.set_ylabel("source member")
         ax.set_title(f"{run.label}\n{first['attack']} eps={first['eps']:g}", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="accuracy")
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "Transferability between members",
-        "caption": "Accuracy (%) of each member (column) on adversarial examples crafted on"
+    return _finish(
+        fig, path, "Transferability between members",
+        "Accuracy (%) of each member (column) on adversarial examples crafted on"
         " each member (row); the diagonal is white-box, high off-diagonal values mean"
         " examples transfer poorly.",
-    }
+    )
 
 
 # ---------------------------------------------------------------------------- GDR
@@ -324,13 +320,11 @@ def fig_gdr_vs_success(runs: list[Run], path: Path) -> Figure | None:
     ax.set_title("GDR vs attack success", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     _legend(ax)
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "GDR vs attack success",
-        "caption": "Attack success rate (log scale) against the Gradient Diversity Rating, one"
+    return _finish(
+        fig, path, "GDR vs attack success",
+        "Attack success rate (log scale) against the Gradient Diversity Rating, one"
         " point per method (Adam & Speciel 2020 report log success rising with GDR).",
-    }
+    )
 
 
 # ---------------------------------------------------------------------------- ROC
@@ -354,13 +348,11 @@ def fig_detection_roc(runs: list[Run], path: Path) -> Figure | None:
         ax.set_title(f"detection ROC, {attack} eps={eps:g}", fontsize=10)
         ax.grid(alpha=0.3)
         _legend(ax)
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "Detection ROC curves",
-        "caption": "ROC of each detection score over (clean correct, successful adversarial)"
+    return _finish(
+        fig, path, "Detection ROC curves",
+        "ROC of each detection score over (clean correct, successful adversarial)"
         " pairs, the RCE paper's protocol; higher scores mean normal.",
-    }
+    )
 
 
 # ---------------------------------------------------------------------------- extras
@@ -387,12 +379,10 @@ def fig_noise_rotation(runs: list[Run], path: Path) -> Figure | None:
         _pct(ax)
         ax.grid(alpha=0.3)
         _legend(ax)
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "Noise and rotation robustness",
-        "caption": "Accuracy under Gaussian pixel noise and small rotations.",
-    }
+    return _finish(
+        fig, path, "Noise and rotation robustness",
+        "Accuracy under Gaussian pixel noise and small rotations.",
+    )
 
 
 def fig_jacobian(runs: list[Run], path: Path) -> Figure | None:
@@ -422,14 +412,12 @@ def fig_jacobian(runs: list[Run], path: Path) -> Figure | None:
     ax.set_title("input-logit Jacobian norms", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "Jacobian norms and Theorem 3.1",
-        "caption": "Mean squared Frobenius norm of the members' and the ensemble's input-logit"
+    return _finish(
+        fig, path, "Jacobian norms and Theorem 3.1",
+        "Mean squared Frobenius norm of the members' and the ensemble's input-logit"
         " Jacobians, with the range and expectation Theorem 3.1 (Jacobian Ensembles) predicts"
         " for independent members.",
-    }
+    )
 
 
 def fig_gaas(runs: list[Run], path: Path) -> Figure | None:
@@ -449,13 +437,11 @@ def fig_gaas(runs: list[Run], path: Path) -> Figure | None:
     _pct(ax)
     ax.grid(alpha=0.3)
     _legend(ax)
-    _save(fig, path)
-    return {
-        "file": path.name,
-        "title": "GAAS success vs number of directions",
-        "caption": "Fraction of k orthogonal gradient-aligned directions (Tramer et al. 2017)"
+    return _finish(
+        fig, path, "GAAS success vs number of directions",
+        "Fraction of k orthogonal gradient-aligned directions (Tramer et al. 2017)"
         " that fool the model.",
-    }
+    )
 
 
 FIGURES: list[tuple[str, Callable[[list[Run], Path], Figure | None]]] = [
