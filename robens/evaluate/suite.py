@@ -32,6 +32,11 @@ it stopped. After every unit, ``<out>/results.jsonl`` and ``<out>/results.csv`` 
 ``threat_model``, ``n``, ``members``, ``objective``, ``reg_term``, ``reg_lambda`` and per-unit
 extras; white-box records carry the gradient-masking warnings of
 :func:`robens.attacks.gradient_masking_checks` (AutoAttack-style checks, Croce & Hein 2020).
+
+Transfer examples depend on the surrogate, never on the target: ``transfer_cache: auto`` (the
+default) stores them beside the surrogate's checkpoint (``transfer-cache/``, safetensors with a
+digest) so every target attacked through that surrogate reads them instead of crafting them
+again (:mod:`robens.evaluate.transfer_cache`); a path moves the folder, ``null`` turns it off.
 """
 
 from __future__ import annotations
@@ -268,6 +273,9 @@ class SuiteConfig(_Strict):
     seed: int = Field(0, ge=0)
     per_sample: bool = False
     save_adversarial: bool = False
+    # transfer examples shared by every target of one surrogate: "auto" = a folder
+    # transfer-cache/ beside the surrogate's checkpoint, a path = that folder, null = off
+    transfer_cache: str | None = "auto"
     surrogates: dict[str, SurrogateSpec] = Field(default_factory=dict)
     attacks: list[AttackEntry] = Field(default_factory=list)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
@@ -447,6 +455,7 @@ class SuiteRunner:
             "seed": suite.seed,
         }
         self._surrogates: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._surrogate_files: dict[str, tuple[Path, str | None]] = {}
         self.ran: list[str] = []
         self.skipped: list[str] = []
 
@@ -484,6 +493,7 @@ class SuiteRunner:
             path = self._train_surrogate(ref, spec.train or {})
         model, meta = load_ensemble(path)
         model.to(self.device)
+        self._surrogate_files[ref] = (path, meta.get("sha256"))
         info = {
             "surrogate": ref,
             "surrogate_method": meta.get("config", {}).get("name"),
@@ -657,25 +667,41 @@ class SuiteRunner:
         else:
             source, combine = self.model, entry.combine
         atk = self._build(entry.attack, source, eps, combine, entry.params)
+        cache, key, fields = self._transfer_cache(entry, eps, combine, idx, bs)
+        cached = cache.load(key, len(idx)) if cache is not None else None
+        if cached is not None:
+            self.echo(f"{entry.label} eps={eps:g}: transfer examples read from {cache.path(key)}")
         per: dict[str, list[torch.Tensor]] = {k: [] for k in ("y", "clean", "adv", "norm")}
         advs: list[torch.Tensor] = []
         warnings: list[str] = []
         desc = f"{entry.label} eps={eps:g}"
+        start = 0
         for bi, (x, y) in enumerate(self._bar.track(batches, desc)):
             x, y = x.to(self.device), y.to(self.device)
-            result = atk.run(x, y)
+            if cached is not None:
+                stop = start + y.shape[0]
+                x_adv = cached["x_adv"][start:stop].to(self.device)
+                norm = cached["norm"][start:stop]
+                start = stop
+            else:
+                result = atk.run(x, y)
+                x_adv, norm = result.x_adv, result.norm.double().cpu()
             with torch.no_grad():
                 pc = self.model(x).argmax(-1)
-                pa = self.model(result.x_adv).argmax(-1)
+                pa = self.model(x_adv).argmax(-1)
             per["y"].append(y.cpu())
             per["clean"].append(pc.cpu())
             per["adv"].append(pa.cpu())
-            per["norm"].append(result.norm.double().cpu())
-            if self.suite.save_adversarial:
-                advs.append(result.x_adv.cpu())
+            per["norm"].append(norm)
+            if self.suite.save_adversarial or (cache is not None and cached is None):
+                advs.append(x_adv.detach().cpu())
             if bi == 0 and entry.threat == "white_box" and entry.masking_checks:
                 k = min(entry.masking_samples, x.shape[0])
                 warnings = self._masking(x[:k], y[:k], result.select(slice(0, k)), eps, entry)
+        if cache is not None and cached is None:
+            cache.save(key, torch.cat(advs), torch.cat(per["norm"]), fields)
+        if not self.suite.save_adversarial:
+            advs = []
         y = torch.cat(per["y"])
         clean_ok = torch.cat(per["clean"]) == y
         adv_ok = torch.cat(per["adv"]) == y
@@ -703,6 +729,28 @@ class SuiteRunner:
         for w in warnings:
             self.echo(f"warning: {w}")
         return recs
+
+    def _transfer_cache(
+        self, entry: AttackEntry, eps: float, combine: str | None, idx: torch.Tensor, bs: int
+    ) -> tuple[Any, str, dict[str, Any]]:
+        """``(cache or None, key, key fields)`` of a transfer unit (see transfer_cache.py)."""
+        from robens.evaluate.transfer_cache import TransferCache, cache_key, indices_digest
+
+        setting = self.suite.transfer_cache
+        if entry.threat != "transfer" or setting is None:
+            return None, "", {}
+        path, digest = self._surrogate_files[entry.surrogate]  # type: ignore[index]
+        if not digest:
+            return None, "", {}
+        fields = {
+            "surrogate_sha256": digest, "attack": entry.attack, "params": entry.params,
+            "combine": combine, "eps": eps, "seed": self.suite.seed,
+            "dataset": self.full_test.name, "indices": indices_digest(idx), "batch_size": bs,
+            "device": self.device.type, "torch": torch.__version__,
+        }
+        folder = path if path.is_dir() else path.parent
+        root = folder / "transfer-cache" if setting == "auto" else Path(setting)
+        return TransferCache(root), cache_key(fields), fields
 
     def _masking(self, x, y, result, eps: float, entry: AttackEntry) -> list[str]:
         from robens.attacks import gradient_masking_checks
