@@ -53,6 +53,7 @@ from robens.config import (
 from robens.errors import ConfigError, RobensError
 from robens.records import read_json_records, write_csv_records, write_json_records
 from robens.runlock import RunLock
+from robens.source import check_source, source_fingerprint
 from robens.utils import atomic_write_json, config_hash, rich_progress
 
 DONE_NAME = "DONE.json"
@@ -332,6 +333,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     run_dir, suite, suite_key, sweep, threads. Returns ``{"status", "records", ...}``.
     """
     run_dir = Path(spec["run_dir"])
+    check_source(spec.get("source"), "before the trial started")
     cfg = validate_config(spec["config"], source=f"for trial {spec['id']}")
     cfg_hash = config_hash(cfg.to_dict())
     done = read_done(run_dir, cfg_hash, spec.get("suite_key"))
@@ -359,6 +361,7 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     }
     records = [{**r, **tags} for r in records]
     seconds = round(time.perf_counter() - t0, 3)
+    check_source(spec.get("source"), "while the trial ran")
     atomic_write_json(
         run_dir / DONE_NAME,
         {
@@ -523,13 +526,14 @@ def run_sweep(
         _prepare(plan)
         outcomes: dict[str, list[dict[str, Any]]] = {}
         specs = []
+        fingerprint = source_fingerprint()
         for t in plan.trials:
             done = read_done(t.run_dir, t.config_hash, skey)
             if done is not None:
                 outcomes[t.id] = done["records"]
                 result.skipped.append(t.id)
             else:
-                specs.append(_spec(plan, t, suite, skey, backend))
+                specs.append(_spec(plan, t, suite, skey, backend, fingerprint))
         say(
             f"sweep {plan.grid.name}: {n} trial(s), {len(result.skipped)} complete (skipped),"
             f" {len(specs)} to run [{backend}]"
@@ -583,7 +587,8 @@ def _outcome_line(out: dict[str, Any]) -> str:
 
 
 def _spec(
-    plan: SweepPlan, t: Trial, suite: str | dict | None, skey: str | None, backend: str
+    plan: SweepPlan, t: Trial, suite: str | dict | None, skey: str | None, backend: str,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": t.id,
@@ -596,6 +601,7 @@ def _spec(
         "suite_key": skey,
         "sweep": plan.grid.name,
         "threads": plan.grid.resources.threads if backend == "ray" else None,
+        "source": fingerprint,
     }
 
 

@@ -310,6 +310,37 @@ def test_suite_evaluation_and_failed_trials(tmp_path, monkeypatch):
     assert (tmp_path / "fail" / "records.jsonl").exists()
 
 
+def test_a_trial_refuses_to_mix_two_versions_of_the_code(tmp_path, monkeypatch):
+    import robens.source as source
+    import robens.sweep as sweep
+
+    real = source.source_fingerprint()
+    assert real == source.source_fingerprint() and len(real) == 64
+    grid = tiny_grid(tmp_path, axes={"seed": [0]})
+    # planned with other code than the worker has: refused before training
+    monkeypatch.setattr(sweep, "source_fingerprint", lambda: "0" * 64)
+    with pytest.raises(SweepError, match="source changed before the trial started") as info:
+        run_sweep(grid, backend="serial", progress=False, echo=None)
+    assert "ROBENS_ALLOW_SOURCE_MISMATCH" in str(info.value)
+    run_dir = info.value.result.plan.trials[0].run_dir
+    assert not (run_dir / "checkpoint.safetensors").exists()
+    # the code changes while the trial runs: trained, but no results written
+    monkeypatch.setattr(sweep, "source_fingerprint", lambda: real)
+    answers = iter([real, "1" * 64])
+    monkeypatch.setattr(source, "source_fingerprint", lambda: next(answers))
+    with pytest.raises(SweepError, match="source changed while the trial ran"):
+        run_sweep(grid, backend="serial", progress=False, echo=None)
+    assert (run_dir / "checkpoint.safetensors").exists()
+    assert not (run_dir / "DONE.json").exists()
+    # the same command again, one version of the code: resumes and finishes
+    monkeypatch.setattr(source, "source_fingerprint", lambda: real)
+    res = run_sweep(grid, backend="serial", progress=False, echo=None)
+    assert len(res.ran) == 1 and (run_dir / "DONE.json").exists()
+    # the escape hatch
+    monkeypatch.setenv("ROBENS_ALLOW_SOURCE_MISMATCH", "1")
+    source.check_source("2" * 64, "now")
+
+
 # ---------------------------------------------------------------------------- crash safety
 def _check_files_whole(root: Path) -> None:
     """Every result file under ``root`` parses completely (temp and lock files aside)."""

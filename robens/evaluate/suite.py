@@ -667,7 +667,7 @@ class SuiteRunner:
         else:
             source, combine = self.model, entry.combine
         atk = self._build(entry.attack, source, eps, combine, entry.params)
-        cache, key, fields = self._transfer_cache(entry, eps, combine, idx, bs)
+        cache, key, fields = self._transfer_cache(entry, eps, combine, batches)
         cached = cache.load(key, len(idx)) if cache is not None else None
         if cached is not None:
             self.echo(f"{entry.label} eps={eps:g}: transfer examples read from {cache.path(key)}")
@@ -731,10 +731,10 @@ class SuiteRunner:
         return recs
 
     def _transfer_cache(
-        self, entry: AttackEntry, eps: float, combine: str | None, idx: torch.Tensor, bs: int
+        self, entry: AttackEntry, eps: float, combine: str | None, batches: list
     ) -> tuple[Any, str, dict[str, Any]]:
         """``(cache or None, key, key fields)`` of a transfer unit (see transfer_cache.py)."""
-        from robens.evaluate.transfer_cache import TransferCache, cache_key, indices_digest
+        from robens.evaluate.transfer_cache import TransferCache, cache_key, data_digest
 
         setting = self.suite.transfer_cache
         if entry.threat != "transfer" or setting is None:
@@ -745,7 +745,7 @@ class SuiteRunner:
         fields = {
             "surrogate_sha256": digest, "attack": entry.attack, "params": entry.params,
             "combine": combine, "eps": eps, "seed": self.suite.seed,
-            "dataset": self.full_test.name, "indices": indices_digest(idx), "batch_size": bs,
+            "dataset": self.full_test.name, "data": data_digest(batches),
             "device": self.device.type, "torch": torch.__version__,
         }
         folder = path if path.is_dir() else path.parent

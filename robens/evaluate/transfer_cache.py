@@ -36,9 +36,11 @@ def cache_key(fields: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
-def indices_digest(idx: torch.Tensor) -> str:
-    """SHA-256 of the test-set indices (which images, in which order)."""
-    return hashlib.sha256(idx.to(torch.int64).contiguous().numpy().tobytes()).hexdigest()
+def data_digest(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> str:
+    """SHA-256 of the attacked images and labels, in order and with their batching."""
+    return tensors_digest({
+        f"{kind}{i}": t for i, (x, y) in enumerate(batches) for kind, t in (("x", x), ("y", y))
+    })
 
 
 class TransferCache:
