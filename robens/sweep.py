@@ -315,9 +315,13 @@ def read_done(run_dir: str | os.PathLike, cfg_hash: str, suite: str | None) -> d
 
 
 def trial_status(trial: Trial, suite: str | None = None) -> str:
-    """``complete``, ``re-evaluate`` (done under another suite), ``started`` or ``pending``."""
+    """``complete``, ``re-evaluate`` (done under another suite), ``started``, ``pending`` or
+    ``conflict`` (the folder holds a trial of another config: running refuses it)."""
     if read_done(trial.run_dir, trial.config_hash, suite) is not None:
         return "complete"
+    info = _read_json(trial.run_dir / TRIAL_NAME)
+    if isinstance(info, dict) and info.get("config_hash") != trial.config_hash:
+        return "conflict"
     if (trial.run_dir / DONE_NAME).exists():
         return "re-evaluate"
     if (trial.run_dir / "checkpoint.safetensors").exists():

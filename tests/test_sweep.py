@@ -25,6 +25,7 @@ from robens.sweep import (
     plan_sweep,
     run_sweep,
     trial_id,
+    trial_status,
 )
 from robens.utils import atomic_write_text
 
@@ -137,6 +138,7 @@ def test_refuses_a_trial_folder_written_by_another_config(tmp_path):
     t = plan.trials[0]
     t.run_dir.mkdir(parents=True)
     (t.run_dir / "trial.json").write_text(json.dumps({"config_hash": "0" * 16}))
+    assert trial_status(t) == "conflict" and trial_status(plan.trials[1]) == "pending"
     with pytest.raises(ConfigError, match="different config"):
         run_sweep(plan, backend="serial", progress=False, echo=None)
     assert not any(tr.run_dir.joinpath("checkpoint.safetensors").exists() for tr in plan.trials)
