@@ -49,6 +49,15 @@ def checkpoint_digest(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) ->
     return hashlib.sha256(tensors_digest(tensors).encode() + blob).hexdigest()
 
 
+def read_safetensors(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and the header's string metadata of a safetensors blob (never unpickles).
+
+    Raises ``SafetensorError`` / ``ValueError`` on a truncated or corrupt blob."""
+    tensors = st_load(data)
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    return tensors, header.get("__metadata__") or {}
+
+
 def save_checkpoint(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> Path:
@@ -77,14 +86,12 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint not found: {path}")
     data = path.read_bytes()
     try:
-        tensors = st_load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
+        tensors, metadata = read_safetensors(data)
     except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise CheckpointError(
             f"{path} is not a readable robens checkpoint (truncated or corrupt): {exc}"
         ) from None
-    raw = (header.get("__metadata__") or {}).get("robens")
+    raw = metadata.get("robens")
     if raw is None:
         raise CheckpointError(f"{path} is a safetensors file without robens metadata")
     try:

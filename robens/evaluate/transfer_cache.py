@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from robens.checkpoint import tensors_digest
+from robens.checkpoint import read_safetensors, tensors_digest
 from robens.utils import atomic_write_bytes
 
 FORMAT = "robens-transfer-examples"
@@ -58,10 +57,8 @@ class TransferCache:
         if not path.is_file():
             return None
         try:
-            data = path.read_bytes()
-            tensors = st_load(data)
-            header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
-            meta = json.loads((header.get("__metadata__") or {})["robens"])
+            tensors, metadata = read_safetensors(path.read_bytes())
+            meta = json.loads(metadata["robens"])
         except Exception:  # noqa: BLE001 - any unreadable file is a miss, crafted again
             return None
         if (
