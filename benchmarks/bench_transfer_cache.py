@@ -1,10 +1,10 @@
 """Wall time of a transfer-attack suite over several targets, with and without the cache.
 
 Takes a finished ``diversity-training`` recipe run (its surrogate and four targets) and runs the
-recipe's transfer attacks on every target twice in the same process: once with
-``transfer_cache: null`` (each target crafts its own examples: the baseline) and once with a
-fresh cache folder (the first target crafts, the others read). Prints both times, their ratio,
-and checks that the two passes produced identical records.
+recipe's transfer attacks (read from its ``targets/plan.json``) on every target twice in the
+same process: once with ``transfer_cache: null`` (each target crafts its own examples: the
+baseline) and once with a fresh cache folder (the first target crafts, the others read). Prints
+both times, their ratio, and checks that the two passes produced identical records.
 
 Usage::
 
@@ -21,33 +21,15 @@ import time
 from pathlib import Path
 
 import torch
+from gal_transfer_paired import targets_of  # same folder: the recipe's targets by name
 
 from robens.evaluate import run_suite
 
-ATTACKS = [
-    {"attack": "fgsm", "eps": [0.1, 0.3], "threat": "transfer", "surrogate": "s"},
-    {"attack": "rfgsm", "eps": [0.1, 0.3], "threat": "transfer", "surrogate": "s"},
-    {"attack": "ifgsm", "eps": [0.1, 0.3], "threat": "transfer", "surrogate": "s",
-     "params": {"steps": 10}},
-    {"attack": "mifgsm", "eps": [0.1, 0.3], "threat": "transfer", "surrogate": "s",
-     "params": {"steps": 10, "decay": 1.0}},
-    {"attack": "pgd_cw", "eps": [0.1, 0.3], "threat": "transfer", "surrogate": "s",
-     "params": {"steps": 30, "kappa": 50.0, "alpha": 0.01}},
-]
 
-
-def trials(stage: Path) -> dict[str, Path]:
-    out = {}
-    for trial in sorted((stage / "trials").iterdir()):
-        name = json.loads((trial / "trial.json").read_text())["config"]["name"]
-        out[name] = trial / "checkpoint.safetensors"
-    return out
-
-
-def one_pass(targets: dict[str, Path], surrogate: Path, cache: str | None, size: int,
+def one_pass(targets: dict[str, Path], recipe_suite: dict, cache: str | None, size: int,
              out: Path) -> tuple[float, list]:
-    suite = {"name": "bench", "test_size": size, "batch_size": 250, "transfer_cache": cache,
-             "surrogates": {"s": {"checkpoint": str(surrogate)}}, "attacks": ATTACKS}
+    suite = {**recipe_suite, "name": "bench", "test_size": size, "transfer_cache": cache,
+             "metrics": {}}
     t0 = time.perf_counter()
     values = []
     for name, ckpt in targets.items():
@@ -64,14 +46,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    targets = trials(args.run / "targets")
-    surrogate = trials(args.run / "pretrained")["surrogate"]
+    stage = args.run / "targets"
+    targets = targets_of(stage)
+    recipe_suite = json.loads((stage / "plan.json").read_text())["suite"]
+    recipe_suite["attacks"] = [a for a in recipe_suite["attacks"] if a.get("threat") == "transfer"]
+    n_attacks = sum(len(a["eps"]) for a in recipe_suite["attacks"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        t_base, v_base = one_pass(targets, surrogate, None, args.test_size, tmp / "base")
-        t_cache, v_cache = one_pass(targets, surrogate, str(tmp / "cache"), args.test_size,
+        t_base, v_base = one_pass(targets, recipe_suite, None, args.test_size, tmp / "base")
+        t_cache, v_cache = one_pass(targets, recipe_suite, str(tmp / "cache"), args.test_size,
                                     tmp / "cached")
-    print(f"{len(targets)} targets x {sum(len(a['eps']) for a in ATTACKS)} transfer attacks"
+    print(f"{len(targets)} targets x {n_attacks} transfer attacks"
           f" on {args.test_size} images, {args.threads} threads")
     print(f"  no cache (baseline): {t_base:8.1f} s")
     print(f"  cache:               {t_cache:8.1f} s   ({t_base / t_cache:.2f}x faster)")

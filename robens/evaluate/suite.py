@@ -673,6 +673,7 @@ class SuiteRunner:
             self.echo(f"{entry.label} eps={eps:g}: transfer examples read from {cache.path(key)}")
         per: dict[str, list[torch.Tensor]] = {k: [] for k in ("y", "clean", "adv", "norm")}
         advs: list[torch.Tensor] = []
+        fill_cache = cache is not None and cached is None
         warnings: list[str] = []
         desc = f"{entry.label} eps={eps:g}"
         start = 0
@@ -693,15 +694,13 @@ class SuiteRunner:
             per["clean"].append(pc.cpu())
             per["adv"].append(pa.cpu())
             per["norm"].append(norm)
-            if self.suite.save_adversarial or (cache is not None and cached is None):
+            if self.suite.save_adversarial or fill_cache:
                 advs.append(x_adv.detach().cpu())
             if bi == 0 and entry.threat == "white_box" and entry.masking_checks:
                 k = min(entry.masking_samples, x.shape[0])
                 warnings = self._masking(x[:k], y[:k], result.select(slice(0, k)), eps, entry)
-        if cache is not None and cached is None:
+        if fill_cache:
             cache.save(key, torch.cat(advs), torch.cat(per["norm"]), fields)
-        if not self.suite.save_adversarial:
-            advs = []
         y = torch.cat(per["y"])
         clean_ok = torch.cat(per["clean"]) == y
         adv_ok = torch.cat(per["adv"]) == y
@@ -716,7 +715,7 @@ class SuiteRunner:
             max_norm=float(norms.max()), warnings=warnings, **extra,
         )
         if entry.per_sample if entry.per_sample is not None else self.suite.per_sample:
-            self._save_samples(uid, idx, per, advs)
+            self._save_samples(uid, idx, per, advs if self.suite.save_adversarial else [])
         recs = [
             self.rec(metric="robust_accuracy", value=robust, **common),
             self.rec(metric="attack_success_rate", value=success, **common),
