@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import platform
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,18 +92,53 @@ def chunks(seq: list, size: int) -> Iterable[list]:
 
 
 def rich_progress(*fields: str, eta: bool = True) -> Any:
-    """A transient rich progress bar: description, bar, ``n/total``, the text columns ``fields``
-    (``"loss {task.fields[loss]:.4f}"``) and the time remaining. Entered by the caller."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    """Deprecated alias of :func:`robens.progress.rich_progress`."""
+    from robens.progress import rich_progress as _rp
 
-    columns: list[Any] = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
-    columns += [TextColumn(f) for f in fields]
-    if eta:
-        columns.append(TimeRemainingColumn())
-    return Progress(*columns, transient=True)
+    return _rp(*fields, eta=eta)
+
+
+def _modules_of(model: object) -> list[torch.nn.Module]:
+    if isinstance(model, torch.nn.Module):
+        return list(model.modules())
+    if isinstance(model, (list, tuple)):
+        return [m for member in model for m in _modules_of(member)]
+    return []
+
+
+@contextmanager
+def eval_mode(model: object) -> Iterator[None]:
+    """Put every module of ``model`` (a module or a list of them) in eval mode; restore after.
+
+    Each submodule's own ``training`` flag is restored, so a model whose parts were in mixed
+    modes comes back exactly as it was. Used by attacks, metrics and detection.
+    """
+    mods = _modules_of(model)
+    saved = [m.training for m in mods]
+    try:
+        for m in mods:
+            m.training = False
+        yield
+    finally:
+        for m, flag in zip(mods, saved, strict=True):
+            m.training = flag
+
+
+def deep_merge(base: Any, over: Any, dotted: bool = False) -> Any:
+    """``over`` merged into ``base`` (copies): mappings merge key by key, the rest replaces.
+
+    With ``dotted=True`` a key ``"a.b"`` of ``over`` addresses ``base["a"]["b"]``. The one
+    config merge of robens (configs, suites, surrogates, recipes).
+    """
+    if isinstance(base, Mapping) and isinstance(over, Mapping):
+        out = {k: copy.deepcopy(v) for k, v in base.items()}
+        for k, v in over.items():
+            if dotted and isinstance(k, str) and "." in k:
+                head, rest = k.split(".", 1)
+                out[head] = deep_merge(out.get(head) or {}, {rest: v}, dotted)
+            elif k in out and isinstance(v, Mapping) and isinstance(out[k], Mapping):
+                out[k] = deep_merge(out[k], v, dotted)
+            else:
+                out[k] = copy.deepcopy(v)
+        return out
+    return copy.deepcopy(over)

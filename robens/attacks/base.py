@@ -25,8 +25,8 @@ Conventions (docs/attacks-and-testing.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -35,6 +35,7 @@ from torch import nn
 
 from robens.attacks.losses import MMCFeatures, attack_objective, check_loss, mm_heads
 from robens.errors import InputError
+from robens.utils import eval_mode
 from robens.validation import check_eps, check_images, check_labels
 
 Norm = Literal["linf", "l2", "l1", "l0"]
@@ -44,32 +45,6 @@ ModelLike = Callable[[torch.Tensor], torch.Tensor] | nn.Module | Sequence[Any]
 
 
 # ---------------------------------------------------------------------------- helpers
-def _modules_of(model: object) -> list[nn.Module]:
-    if isinstance(model, nn.Module):
-        return list(model.modules())
-    if isinstance(model, (list, tuple)):
-        return [m for member in model for m in _modules_of(member)]
-    return []
-
-
-@contextmanager
-def eval_mode(model: object) -> Iterator[None]:
-    """Put every module of ``model`` (a module or a list of them) in eval mode; restore after.
-
-    Each submodule's own ``training`` flag is restored, so a model whose parts were in mixed
-    modes comes back exactly as it was.
-    """
-    mods = _modules_of(model)
-    saved = [m.training for m in mods]
-    try:
-        for m in mods:
-            m.training = False
-        yield
-    finally:
-        for m, flag in zip(mods, saved, strict=True):
-            m.training = flag
-
-
 def per_sample_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     """``||delta_b||_p`` for each sample ``b``: ``linf``, ``l2``, ``l1`` or ``l0`` (count)."""
     flat = delta.detach().flatten(1)

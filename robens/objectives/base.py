@@ -327,14 +327,21 @@ class Objective:
 _TERM_RE = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[A-Za-z_][\w-]*)\s*$")
 
 
-def parse_objective(spec: str, params: dict[str, dict[str, Any]] | None = None) -> Objective:
-    """Parse ``"ce + 0.5*gal + 0.1*jr"``; ``params`` maps a term name to its keyword arguments."""
-    params = {k.lower(): v for k, v in (params or {}).items()}
+def _split_terms(spec: str) -> list[str]:
+    """Split on ``+`` between terms, not inside a weight's exponent (``1e+3*gal``)."""
+    return re.split(r"(?<![eE])\+|(?<=[eE])\+(?=\s*[A-Za-z_])", spec)
+
+
+def parse_objective_spec(spec: str) -> list[tuple[float, str]]:
+    """``[(1.0, "ce"), (0.5, "gal")]`` for ``"ce + 0.5*gal"``: the one objective parser.
+
+    Pure parsing (no term is built); weights accept any float literal, ``1e+3`` included.
+    Raises :class:`ConfigError` naming the piece that does not parse.
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError("objective must be a non-empty string such as 'ce + 0.5*gal'")
-    terms: list[tuple[float, Term]] = []
-    seen: set[str] = set()
-    for piece in spec.split("+"):
+    out: list[tuple[float, str]] = []
+    for piece in _split_terms(spec):
         m = _TERM_RE.match(piece)
         if not m:
             raise ConfigError(f"cannot parse objective term {piece.strip()!r} in {spec!r}")
@@ -342,7 +349,21 @@ def parse_objective(spec: str, params: dict[str, dict[str, Any]] | None = None) 
             weight = float(m.group("w")) if m.group("w") else 1.0
         except ValueError:
             raise ConfigError(f"bad weight in objective term {piece.strip()!r}") from None
-        name = m.group("name").lower()
+        out.append((weight, m.group("name").lower()))
+    return out
+
+
+def objective_weights(spec: str) -> dict[str, float]:
+    """``{"ce": 1.0, "jr": 0.05}`` for ``"ce + 0.05*jr"`` (terms without a factor weigh 1)."""
+    return {name: w for w, name in parse_objective_spec(spec)}
+
+
+def parse_objective(spec: str, params: dict[str, dict[str, Any]] | None = None) -> Objective:
+    """Parse ``"ce + 0.5*gal + 0.1*jr"``; ``params`` maps a term name to its keyword arguments."""
+    params = {k.lower(): v for k, v in (params or {}).items()}
+    terms: list[tuple[float, Term]] = []
+    seen: set[str] = set()
+    for weight, name in parse_objective_spec(spec):
         seen.add(name)
         terms.append((weight, build_term(name, **params.get(name, {}))))
     unused = set(params) - seen
