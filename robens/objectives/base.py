@@ -329,7 +329,7 @@ _TERM_RE = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[A-Za-z_][\w
 
 def _split_terms(spec: str) -> list[str]:
     """Split on ``+`` between terms, not inside a weight's exponent (``1e+3*gal``)."""
-    return re.split(r"(?<![eE])\+|(?<=[eE])\+(?=\s*[A-Za-z_])", spec)
+    return re.split(r"(?<![\d.][eE])\+", spec)
 
 
 def parse_objective_spec(spec: str) -> list[tuple[float, str]]:
