@@ -223,7 +223,7 @@ def attack(
     seed: int = typer.Option(0, help="Seed of random starts and subsets."),
 ) -> None:
     """Attack a checkpoint (white-box, or transfer with --surrogate); prints robust accuracy."""
-    from robens.attacks.runner import attack_checkpoint
+    from robens.evaluate.attack import attack_checkpoint
 
     summary = attack_checkpoint(
         checkpoint, attack=attack_name, eps=eps, steps=steps, alpha=alpha, loss=loss, norm=norm,

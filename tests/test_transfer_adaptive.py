@@ -245,7 +245,7 @@ def test_cli_attack_writes_record_and_saves_examples(checkpoint, tmp_path):
     assert {"clean_accuracy", "robust_accuracy"} <= set(by_metric)
     rob = by_metric["robust_accuracy"]
     assert rob["attack"] == "fgsm" and rob["eps"] == 0.1 and rob["n"] == 200
-    assert rob["threat_model"] == "white-box" and rob["dataset"] == "synthetic"
+    assert rob["threat_model"] == "white_box" and rob["dataset"] == "synthetic"
     assert rob["value"] <= by_metric["clean_accuracy"]["value"]
     save = tmp_path / "adv.npz"
     out = tmp_path / "rec.json"
@@ -276,8 +276,8 @@ def test_cli_attack_writes_record_and_saves_examples(checkpoint, tmp_path):
 
 
 def test_attack_checkpoint_api_uap_transfer_and_errors(checkpoint, tmp_path):
-    from robens.attacks.runner import attack_checkpoint
     from robens.cli import main
+    from robens.evaluate.attack import attack_checkpoint
 
     s = attack_checkpoint(
         checkpoint, attack="uap", eps=0.2, steps=5, test_size=100, out=tmp_path, seed=0
@@ -294,7 +294,7 @@ def test_attack_checkpoint_api_uap_transfer_and_errors(checkpoint, tmp_path):
         out=tmp_path / "t.json",
     )
     w = attack_checkpoint(checkpoint, attack="fgsm", eps=0.1, test_size=60, out=tmp_path)
-    assert t["threat_model"].startswith("transfer from")
+    assert t["threat_model"] == "transfer" and t["surrogate"] == str(checkpoint)
     assert t["robust_accuracy"] == pytest.approx(w["robust_accuracy"])
     assert isinstance(w["warnings"], list)
     assert main(["attack", str(checkpoint), "--attack", "deepfool", "--test-size", "10"]) == 2

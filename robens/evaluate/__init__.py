@@ -1,13 +1,30 @@
-"""Evaluation: clean accuracy (clean.py) and resumable attack suites (suite.py)."""
+"""Evaluation: the robust-accuracy engine (engine.py), clean accuracy (clean.py), ``robens
+attack`` (attack.py) and resumable attack suites (suite.py, units/).
 
-from robens.evaluate.clean import checkpoint_test_set, evaluate_clean_checkpoint
-from robens.evaluate.suite import SuiteConfig, load_suite, run_suite, run_suite_cli
+Names are imported lazily, so importing :mod:`robens.evaluate.engine` stays light.
+"""
 
-__all__ = [
-    "SuiteConfig",
-    "checkpoint_test_set",
-    "evaluate_clean_checkpoint",
-    "load_suite",
-    "run_suite",
-    "run_suite_cli",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {
+    "SuiteConfig": "robens.evaluate.suite",
+    "load_suite": "robens.evaluate.suite",
+    "run_suite": "robens.evaluate.suite",
+    "run_suite_cli": "robens.evaluate.suite",
+    "checkpoint_test_set": "robens.evaluate.clean",
+    "evaluate_clean_checkpoint": "robens.evaluate.clean",
+    "evaluate_attack": "robens.evaluate.engine",
+    "Outcome": "robens.evaluate.engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(importlib.import_module(_NAMES[name]), name)
+    raise AttributeError(f"module 'robens.evaluate' has no attribute {name!r}")
+
+
+__all__ = sorted(_NAMES)

@@ -1,5 +1,7 @@
 """``robens attack``: attack a checkpoint on its test set, write records, optionally save examples.
 
+Every robust accuracy comes from the evaluation engine (:mod:`robens.evaluate.engine`).
+
 White-box by default; ``surrogate`` crafts the examples on another checkpoint (transfer, the
 GAL paper's black-box protocol); ``attack="uap"`` fits SGD-UAP on the training split and
 evaluates it on the test set. Defences with MMC heads or RCE inference are attacked
@@ -17,15 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from robens.attacks import ATTACKS, adaptive_attack, attack_parameters, canonical_attack_name
-from robens.attacks.base import eval_mode
-from robens.attacks.masking import gradient_masking_checks
-from robens.attacks.uap import SGDUAP, uap_metrics
+from robens.attacks import (
+    ATTACKS,
+    SGDUAP,
+    adaptive_attack,
+    attack_parameters,
+    canonical_attack_name,
+    gradient_masking_checks,
+    uap_metrics,
+)
 from robens.data import load_dataset
 from robens.errors import InputError
 from robens.evaluate.clean import checkpoint_test_set
+from robens.evaluate.engine import evaluate_attack
 from robens.factory import load_ensemble
-from robens.records import make_record, records_from_meta, write_json_records
+from robens.records import ThreatModel, make_record, records_from_meta, write_json_records
 from robens.utils import atomic_write_bytes, resolve_device
 
 #: attacks whose result is a minimum-norm search; ``eps`` bounds them only with ``--norm l2``
@@ -143,21 +151,17 @@ def attack_checkpoint(
     model.to(dev).eval()
     data = checkpoint_test_set(meta, None, None, test_size, seed)
     craft = model
-    threat = "white-box"
+    threat = ThreatModel.WHITE_BOX.value
+    surrogate_fields: dict[str, Any] = {}
     if surrogate is not None:
         craft, sur_meta = load_ensemble(Path(surrogate))
         craft.to(dev).eval()
         _check_compatible(meta, sur_meta, "surrogate")
-        threat = f"transfer from {surrogate}"
+        threat = ThreatModel.TRANSFER.value
+        surrogate_fields = {"surrogate": str(surrogate),
+                            "surrogate_model": records_from_meta(sur_meta)["model"]}
     warnings: list[str] = []
     info: dict[str, Any] = {}
-
-    xs: list[torch.Tensor] = []
-    preds: list[torch.Tensor] = []
-    clean_preds: list[torch.Tensor] = []
-    ys: list[torch.Tensor] = []
-    n = clean_ok = robust_ok = 0
-    first: tuple[torch.Tensor, torch.Tensor, Any] | None = None
 
     if name == "uap":
         if norm != "linf" or loss != "ce" or alpha is not None:
@@ -173,29 +177,21 @@ def attack_checkpoint(
         params = _attack_params(name, eps, steps, alpha, loss, norm, seed, warnings)
         atk = adaptive_attack(craft, name, **params)
 
-    with eval_mode(model):
-        for x, y in data.batches(batch_size):
-            x, y = x.to(dev), y.to(dev)
-            result = atk.run(x, y)
-            with torch.no_grad():
-                p_clean = model(x).argmax(-1)
-                p_adv = model(result.x_adv).argmax(-1)
-            ok, ok_adv = p_clean == y, p_adv == y
-            n += y.numel()
-            clean_ok += int(ok.sum())
-            robust_ok += int((ok & ok_adv).sum())
-            if first is None:
-                first = (x, y, result)
-            if save is not None:
-                xs.append(result.x_adv.cpu())
-                preds.append(p_adv.cpu())
-                clean_preds.append(p_clean.cpu())
-                ys.append(y.cpu())
-    if n == 0:
-        raise InputError("the test set is empty")
+    first: list[tuple[torch.Tensor, torch.Tensor, Any]] = []
 
-    if first is not None and threat == "white-box":
-        x0, y0, r0 = first
+    def keep_first(i: int, x: torch.Tensor, y: torch.Tensor, result: Any) -> None:
+        if i == 0:
+            first.append((x, y, result))
+
+    outcome = evaluate_attack(
+        model, atk, data.batches(batch_size), device=dev, keep_adv=save is not None,
+        on_batch=keep_first,
+    )
+    n = outcome.n
+    clean_ok, robust_ok = int(outcome.clean_ok.sum()), int(outcome.robust.sum())
+
+    if first and threat == ThreatModel.WHITE_BOX.value:
+        x0, y0, r0 = first[0]
         k = min(_MASKING_SAMPLES, x0.shape[0])
         repeat = name != "uap"
         warnings += gradient_masking_checks(
@@ -207,7 +203,8 @@ def attack_checkpoint(
     extra = {k: v for k, v in desc.items() if k not in ("attack", "eps", "seed") and v is not None}
     extra["attack_seed"] = desc.get("seed")
     base = records_from_meta(meta, dataset=data.name)
-    common = {"attack": name, "eps": eps, "n": n, "threat_model": threat, **extra}
+    common = {"attack": name, "eps": eps, "n": n, "threat_model": threat, **surrogate_fields,
+              **extra}
     records = [
         make_record(**base, metric="clean_accuracy", value=clean_acc, **common),
         make_record(**base, metric="robust_accuracy", value=robust_acc, **common),
@@ -231,10 +228,10 @@ def attack_checkpoint(
         save_path = Path(save)
         _save_npz(
             save_path,
-            x_adv=torch.cat(xs).numpy(),
-            y=torch.cat(ys).numpy(),
-            predictions=torch.cat(preds).numpy(),
-            clean_predictions=torch.cat(clean_preds).numpy(),
+            x_adv=outcome.x_adv.numpy(),
+            y=outcome.y.numpy(),
+            predictions=outcome.adv_pred.numpy(),
+            clean_predictions=outcome.clean_pred.numpy(),
         )
     return {
         "attack": name,
@@ -243,6 +240,7 @@ def attack_checkpoint(
         "clean_accuracy": clean_acc,
         "robust_accuracy": robust_acc,
         "threat_model": threat,
+        **surrogate_fields,
         "record_path": str(record_path),
         "warnings": warnings,
         "save_path": str(save_path) if save_path else None,

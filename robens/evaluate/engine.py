@@ -1,0 +1,195 @@
+"""The one robust-accuracy engine: white-box, transfer and universal attacks on a target.
+
+``evaluate_attack(target, attack, batches)`` crafts with ``attack`` (built on the target for
+white-box results, on a surrogate for transfer results, a fitted universal perturbation for
+universal ones), classifies the clean and the adversarial inputs with ``target`` and returns
+an :class:`Outcome` with the per-sample results. ``robens attack``, the suite's attack units,
+the transfer helpers and the recipes all call it, so robust accuracy has one definition:
+
+    robust accuracy = (1/n) * #{i : f(x_i) = y_i and f(x_adv_i) = y_i}
+
+(a sample counts only when the target classifies it correctly both clean and attacked;
+Carlini et al. 2019, "On evaluating adversarial robustness", Sec. 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from robens.errors import InputError
+from robens.utils import eval_mode
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+#: ``on_batch(index, x, y, result)``: called after each crafted batch (masking checks read it)
+BatchHook = Callable[[int, torch.Tensor, torch.Tensor, Any], None]
+
+
+def device_of(model: object, default: torch.device | str = "cpu") -> torch.device:
+    """The device of ``model``'s first parameter (``default`` for parameter-free callables)."""
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device(default)
+
+
+def as_batches(batches: Any, batch_size: int = 250) -> Batches:
+    """``batches`` as an iterable of ``(x, y)``: an :class:`ImageDataset` is batched."""
+    make = getattr(batches, "batches", None)
+    return make(batch_size) if callable(make) else batches
+
+
+@dataclass
+class Outcome:
+    """Per-sample results of one attack on one target (CPU tensors, one entry per sample).
+
+    ``clean_pred`` / ``adv_pred`` are the target's predictions, ``norm`` the perturbation
+    norms reported by the attack, ``attack_success`` the attack's own success flags (on the
+    model it crafted on: the surrogate for transfer attacks), ``x_adv`` the examples when kept.
+    """
+
+    y: torch.Tensor
+    clean_pred: torch.Tensor
+    adv_pred: torch.Tensor
+    norm: torch.Tensor
+    attack_success: torch.Tensor
+    x_adv: torch.Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.y.numel())
+
+    @property
+    def clean_ok(self) -> torch.Tensor:
+        return self.clean_pred == self.y
+
+    @property
+    def adv_ok(self) -> torch.Tensor:
+        return self.adv_pred == self.y
+
+    @property
+    def robust(self) -> torch.Tensor:
+        """Per sample: correct both clean and attacked."""
+        return self.clean_ok & self.adv_ok
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean_ok.double().mean())
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float(self.robust.double().mean())
+
+    @property
+    def success_rate(self) -> float:
+        """Fraction of the target's correctly classified samples that the attack fools."""
+        clean_ok = self.clean_ok
+        return float((clean_ok & ~self.adv_ok).sum()) / max(1, int(clean_ok.sum()))
+
+    @property
+    def mean_norm(self) -> float:
+        return float(self.norm.double().mean())
+
+    @property
+    def max_norm(self) -> float:
+        return float(self.norm.double().max())
+
+    def summary(self) -> dict[str, Any]:
+        """``{"n", "clean_accuracy", "robust_accuracy", "attack_success_rate", ...}``."""
+        return {
+            "n": self.n,
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+            "attack_success_rate": self.success_rate,
+            "mean_norm": self.mean_norm,
+            "max_norm": self.max_norm,
+        }
+
+
+@dataclass
+class Precomputed:
+    """Adversarial examples crafted earlier (e.g. the transfer cache), in batch order."""
+
+    x_adv: torch.Tensor
+    norm: torch.Tensor
+    success: torch.Tensor | None = None
+
+
+def _predict(target: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return target(x).argmax(-1)
+
+
+def evaluate_attack(
+    target: Callable[[torch.Tensor], torch.Tensor],
+    attack: Any,
+    batches: Batches,
+    *,
+    device: torch.device | str | None = None,
+    keep_adv: bool = False,
+    precomputed: Precomputed | None = None,
+    on_batch: BatchHook | None = None,
+    track: Callable[[Any], Iterable] | None = None,
+) -> Outcome:
+    """Run ``attack`` on ``batches`` and classify clean and adversarial inputs with ``target``.
+
+    Args:
+        target: the model evaluated (any callable returning logits; modules are put in eval
+            mode for the evaluation and restored after).
+        attack: anything with ``run(x, y) -> AttackResult`` (robens attacks, a fitted SGD-UAP);
+            ignored when ``precomputed`` is given.
+        batches: ``(x, y)`` pairs (or an ``ImageDataset``); labels are the true labels.
+        device: where inputs go (default: the target's device).
+        keep_adv: keep the adversarial examples in ``Outcome.x_adv`` (CPU).
+        precomputed: examples crafted earlier, read in order instead of running ``attack``.
+        on_batch: ``hook(index, x, y, result)`` after each crafted batch.
+        track: wraps the batch iterable (a progress bar's ``track``).
+    """
+    dev = torch.device(device) if device is not None else device_of(target)
+    if precomputed is None and not callable(getattr(attack, "run", None)):
+        raise InputError(f"attack must have a run(x, y) method, got {type(attack).__name__}")
+    per: dict[str, list[torch.Tensor]] = {k: [] for k in ("y", "clean", "adv", "norm", "succ")}
+    advs: list[torch.Tensor] = []
+    start = 0
+    items = as_batches(batches)
+    if track is not None:
+        items = track(items)
+    with eval_mode(target):
+        for bi, (x, y) in enumerate(items):
+            x, y = x.to(dev), y.to(dev)
+            if precomputed is not None:
+                stop = start + y.shape[0]
+                x_adv = precomputed.x_adv[start:stop].to(dev)
+                norm = precomputed.norm[start:stop].double().cpu()
+                succ = (precomputed.success[start:stop] if precomputed.success is not None
+                        else torch.zeros(y.shape[0], dtype=torch.bool))
+                start = stop
+                result = None
+            else:
+                result = attack.run(x, y)
+                x_adv, norm = result.x_adv, result.norm.double().cpu()
+                succ = result.success.detach().cpu()
+            per["y"].append(y.cpu())
+            per["clean"].append(_predict(target, x).cpu())
+            per["adv"].append(_predict(target, x_adv.to(dev)).cpu())
+            per["norm"].append(norm)
+            per["succ"].append(succ.bool())
+            if keep_adv:
+                advs.append(x_adv.detach().cpu())
+            if on_batch is not None and result is not None:
+                on_batch(bi, x, y, result)
+    if not per["y"]:
+        raise InputError("the attack got no samples")
+    return Outcome(
+        y=torch.cat(per["y"]),
+        clean_pred=torch.cat(per["clean"]),
+        adv_pred=torch.cat(per["adv"]),
+        norm=torch.cat(per["norm"]),
+        attack_success=torch.cat(per["succ"]),
+        x_adv=torch.cat(advs) if keep_adv else None,
+    )
