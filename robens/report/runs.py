@@ -1,7 +1,9 @@
 """Reading result records back and grouping them into runs (the report's only input).
 
-A run directory holds ``records.jsonl`` (clean evaluation) and/or ``results.jsonl`` (attack
-suite); a directory without either is searched one level down (``robens report runs/``).
+A run directory holds ``records.jsonl`` (clean evaluation), ``results.jsonl`` (attack suite)
+and/or ``attack-*.json`` (``robens attack``); a directory without any is searched one level
+down (``robens report runs/``). Records of older runs are upgraded on reading
+(:func:`robens.records.read_json_records`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from robens.errors import InputError
 from robens.records import RecordSelection, read_json_records
 
 RECORD_FILES = ("records.jsonl", "results.jsonl")
+#: the record files ``robens attack`` writes beside a checkpoint
+ATTACK_RECORDS = "attack-*.json"
 INFO_KEYS = ("dataset", "model", "members", "arch", "objective", "reg_term", "reg_lambda",
              "strategy", "combine", "adversarial_training", "seed", "config_hash")
 
@@ -31,19 +35,21 @@ def find_record_files(run_dirs: Sequence[str | os.PathLike]) -> list[Path]:
             continue
         if not d.is_dir():
             raise InputError(f"run directory not found: {d}")
-        own = [d / f for f in RECORD_FILES if (d / f).is_file()]
+        own = _own_files(d)
         if not own:
-            own = sorted(
-                sub / f for sub in d.iterdir() if sub.is_dir() for f in RECORD_FILES
-                if (sub / f).is_file()
-            )
+            own = [f for sub in sorted(d.iterdir()) if sub.is_dir() for f in _own_files(sub)]
         files.extend(own)
     if not files:
         raise InputError(
-            "no records found (records.jsonl / results.jsonl) in "
+            "no records found (records.jsonl / results.jsonl / attack-*.json) in "
             + ", ".join(str(d) for d in run_dirs)
         )
     return files
+
+
+def _own_files(d: Path) -> list[Path]:
+    files = [d / f for f in RECORD_FILES if (d / f).is_file()]
+    return files + sorted(p for p in d.glob(ATTACK_RECORDS) if p.is_file())
 
 
 @dataclass
