@@ -193,3 +193,85 @@ def evaluate_attack(
         attack_success=torch.cat(per["succ"]),
         x_adv=torch.cat(advs) if keep_adv else None,
     )
+
+
+#: how an attacker may aggregate an ensemble's members (robens.attacks ``combine``): averaged
+#: logits, the log of averaged probabilities (how ADP and DVERGE predict), averaged losses
+AGGREGATIONS = ("logits", "probs", "loss")
+
+
+def evaluate_adaptive(
+    target: Callable[[torch.Tensor], torch.Tensor],
+    build: Callable[[str], Any],
+    batches: Batches,
+    *,
+    aggregations: tuple[str, ...] = AGGREGATIONS,
+    device: torch.device | str | None = None,
+    keep_adv: bool = False,
+    on_batch: BatchHook | None = None,
+    track: Callable[[Any], Iterable] | None = None,
+) -> Outcome:
+    """Per-sample worst case over the attacker's aggregations of an ensemble.
+
+    ``build(aggregation)`` returns the attack crafted with that ``combine``. The aggregations
+    run in order as a cascade: each only on the samples that every earlier one left correctly
+    classified (a sample the target already gets wrong, clean or attacked, cannot become
+    robust again), so a sample counts as robust only when it survives all of them.
+    ``Outcome.info["broken_by"]`` is the per-sample index into ``aggregations`` of the
+    aggregation that broke it (-1: clean error or unbroken) and ``info["broken_counts"]``
+    the count per aggregation. ``on_batch`` sees the first aggregation's full-batch result.
+    """
+    if not aggregations:
+        raise InputError("give at least one aggregation")
+    unknown = [a for a in aggregations if a not in AGGREGATIONS]
+    if unknown:
+        raise InputError(f"unknown aggregation(s) {unknown}; choose from {list(AGGREGATIONS)}")
+    dev = torch.device(device) if device is not None else device_of(target)
+    attacks = [build(a) for a in aggregations]
+    per: dict[str, list[torch.Tensor]] = {k: [] for k in ("y", "clean", "adv", "norm", "by")}
+    advs: list[torch.Tensor] = []
+    items = as_batches(batches)
+    if track is not None:
+        items = track(items)
+    with eval_mode(target):
+        for bi, (x, y) in enumerate(items):
+            x, y = x.to(dev), y.to(dev)
+            clean = _predict(target, x)
+            alive = clean == y
+            x_adv = x.clone()
+            norm = torch.zeros(y.shape[0], dtype=torch.float64)
+            by = torch.full((y.shape[0],), -1, dtype=torch.long)
+            for ai, atk in enumerate(attacks):
+                idx = alive.nonzero().flatten() if ai else torch.arange(y.shape[0], device=dev)
+                if idx.numel() == 0:
+                    break
+                result = atk.run(x[idx], y[idx])
+                if ai == 0 and on_batch is not None:
+                    on_batch(bi, x, y, result)
+                broken = _predict(target, result.x_adv.to(dev)) != y[idx]
+                # the first aggregation fills every sample; later ones replace what they break
+                src = torch.ones_like(broken) if ai == 0 else broken
+                x_adv[idx[src]] = result.x_adv.to(dev)[src].detach()
+                norm[idx[src].cpu()] = result.norm.double().cpu()[src.cpu()]
+                newly = idx[broken & alive[idx]]
+                by[newly.cpu()] = ai
+                alive[newly] = False
+            per["y"].append(y.cpu())
+            per["clean"].append(clean.cpu())
+            per["adv"].append(_predict(target, x_adv).cpu())
+            per["norm"].append(norm)
+            per["by"].append(by)
+            if keep_adv:
+                advs.append(x_adv.detach().cpu())
+    if not per["y"]:
+        raise InputError("the attack got no samples")
+    by_all = torch.cat(per["by"])
+    out = Outcome(
+        y=torch.cat(per["y"]), clean_pred=torch.cat(per["clean"]),
+        adv_pred=torch.cat(per["adv"]), norm=torch.cat(per["norm"]),
+        attack_success=by_all >= 0, x_adv=torch.cat(advs) if keep_adv else None,
+    )
+    out.info["aggregations"] = list(aggregations)
+    out.info["broken_by"] = by_all
+    out.info["broken_counts"] = {a: int((by_all == i).sum()) for i, a in enumerate(aggregations)}
+    return out
