@@ -1,9 +1,9 @@
 """The package's shape (docs/architecture.md): small modules, no import cycles, layers kept.
 
 The import graph is read from the source with ``ast``: every ``import`` statement, at module
-level or inside a function, is an edge from the importing module to the robens module it
-names (``from robens.a import b`` names ``robens.a.b`` when that is a module, else
-``robens.a``).
+level or inside a function (not those under ``if TYPE_CHECKING:``), is an edge from the
+importing module to the robens module it names (``from robens.a import b`` names
+``robens.a.b`` when that is a module, else ``robens.a``).
 """
 
 from __future__ import annotations
@@ -42,11 +42,26 @@ def _targets(node: ast.AST) -> list[str]:
     return []
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node except those under ``if TYPE_CHECKING:`` (annotations only, never run)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                todo.extend(child.orelse)
+                continue
+            todo.append(child)
+    return out
+
+
 def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in MODULES.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        edges = {t for node in ast.walk(tree) for t in _targets(node)}
+        edges = {t for node in _runtime_nodes(tree) for t in _targets(node)}
         graph[name] = {t for t in edges if t in MODULES and t != name}
     return graph
 
