@@ -14,7 +14,7 @@ parameters; the result equals the loop path (see tests/test_ensemble.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -42,6 +42,45 @@ def check_weights(weights: Sequence[float] | torch.Tensor | None, m: int) -> tor
             f"weights must sum to 1 (convex combination), got sum {float(w.sum()):.6g}"
         )
     return w
+
+
+# ---------------------------------------------------------------------------- combining
+def _weights_like(weights: torch.Tensor, values: torch.Tensor, dims: int) -> torch.Tensor:
+    return weights.to(device=values.device, dtype=values.dtype).view(-1, *([1] * dims))
+
+
+def combine_member_logits(
+    member_logits: torch.Tensor, weights: torch.Tensor, how: str = "logits"
+) -> torch.Tensor:
+    """Combine ``[M, B, C]`` member logits with convex ``weights`` ``[M]`` into ``[B, C]``.
+
+    ``"logits"``: ``sum_i w_i z_i``; ``"probs"``: ``log sum_i w_i softmax(z_i)`` (computed
+    stably); ``"log_probs"``: ``sum_i w_i log_softmax(z_i)``. The one implementation behind
+    :meth:`Ensemble.combine_logits` and the attacks' ``combine``.
+    """
+    w = _weights_like(weights, member_logits, 2)
+    if how == "probs":
+        return torch.logsumexp(torch.log_softmax(member_logits, -1) + torch.log(w), dim=0)
+    if how == "log_probs":
+        return (w * torch.log_softmax(member_logits, -1)).sum(0)
+    if how != "logits":
+        raise InputError(f"combine must be one of {COMBINES}, got {how!r}")
+    return (w * member_logits).sum(0)
+
+
+def weighted_member_sum(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_i w_i v_i`` of per-member, per-sample values ``[M, B]`` -> ``[B]``."""
+    return (_weights_like(weights, values, 1) * values).sum(0)
+
+
+def combine_member_losses(
+    member_logits: torch.Tensor,
+    weights: torch.Tensor,
+    loss: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The weighted mean of per-member losses ``loss(z_i) -> [B]`` over ``[M, B, C]`` logits
+    (the GAL paper's surrogate objective; ART's ``EnsembleClassifier.loss_gradient``)."""
+    return weighted_member_sum(torch.stack([loss(z) for z in member_logits]), weights)
 
 
 def _signature(module: nn.Module) -> tuple:
@@ -184,13 +223,7 @@ class Ensemble(nn.Module):
 
     def combine_logits(self, member_logits: torch.Tensor) -> torch.Tensor:
         """Combine ``[M, B, C]`` member logits into ensemble scores ``[B, C]``."""
-        w = self.weights.to(member_logits.dtype).view(-1, 1, 1)
-        if self.combine == "logits":
-            return (w * member_logits).sum(0)
-        if self.combine == "log_probs":
-            return (w * torch.log_softmax(member_logits, -1)).sum(0)
-        # log of the weighted mean of probabilities, computed stably
-        return torch.logsumexp(torch.log_softmax(member_logits, -1) + torch.log(w), dim=0)
+        return combine_member_logits(member_logits, self.weights, self.combine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.combine_logits(self.member_logits(x))

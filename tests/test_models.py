@@ -291,8 +291,8 @@ def test_bad_resnet_arguments():
 
 
 def test_register_custom_model(monkeypatch):
-    monkeypatch.setattr(registry_mod, "_REGISTRY", dict(registry_mod._REGISTRY))
-    monkeypatch.setattr(registry_mod, "_ALIASES", dict(registry_mod._ALIASES))
+    monkeypatch.setattr(registry_mod.MODELS, "_items", dict(registry_mod.MODELS._items))
+    monkeypatch.setattr(registry_mod.MODELS, "_aliases", dict(registry_mod.MODELS._aliases))
 
     @register_model("tiny-mlp", aliases=("tiny",))
     class TinyMLP(nn.Module):

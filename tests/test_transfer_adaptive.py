@@ -19,11 +19,10 @@ from robens.attacks import (
     detect_defenses,
     gradient_masking_checks,
     mmc_loss,
-    transfer_attack,
-    transferability_matrix,
 )
 from robens.ensemble import Ensemble
 from robens.errors import InputError
+from robens.metrics.transfer import transfer_attack, transferability_matrix
 from tests.conftest import small_config
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")

@@ -7,95 +7,34 @@
 >>> result.success.float().mean(), result.to_record_fields()  # doctest: +SKIP
 
 Attacks take any logits callable, an :class:`~robens.ensemble.Ensemble` or a list of models;
-``combine`` = ``"logits" | "probs" | "loss"`` says how members form the objective.
+``combine`` = ``"logits" | "probs" | "loss"`` says how members form the objective. Attacks are
+registered in :data:`ATTACKS` (``@register_attack()`` on the class; see
+:mod:`robens.attacks.registry`). Transfer evaluation (surrogate -> target, member x member)
+lives in :mod:`robens.metrics.transfer`, on the evaluation engine.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
+# the gradient attacks register first, so error messages list fgsm, rfgsm, ... pgd_cw first
+import robens.attacks.gradient  # noqa: F401
 from robens.attacks.adaptive import adaptive_attack, detect_defenses
-from robens.attacks.base import (
-    Attack,
-    AttackResult,
-    eval_mode,
-    per_sample_norm,
-    project,
-)
+from robens.attacks.base import Attack, AttackResult, eval_mode
 from robens.attacks.cw import CW, EAD
 from robens.attacks.gradient import BIM, FGSM, IFGSM, MIFGSM, PGD, PGDCW, RFGSM
 from robens.attacks.jsma import JSMA
 from robens.attacks.losses import ce_loss, cw_hinge, cw_margin, mmc_loss
 from robens.attacks.masking import gradient_masking_checks, gradient_stats
+from robens.attacks.projections import per_sample_norm, project
+from robens.attacks.registry import (
+    ATTACKS,
+    attack_parameters,
+    build_attack,
+    canonical_attack_name,
+    register_attack,
+)
 from robens.attacks.spsa import SPSA
 from robens.attacks.targets import least_likely_targets, next_class_targets, random_targets
-from robens.attacks.transfer import transfer_attack, transferability_matrix
 from robens.attacks.uap import SGDUAP, uap_metrics
-from robens.errors import InputError
-
-#: name -> attack class; ``build_attack`` looks names up here.
-ATTACKS: dict[str, type[Attack]] = {
-    "fgsm": FGSM,
-    "rfgsm": RFGSM,
-    "ifgsm": IFGSM,
-    "bim": BIM,
-    "mifgsm": MIFGSM,
-    "pgd": PGD,
-    "pgd_cw": PGDCW,
-    "cw": CW,
-    "ead": EAD,
-    "jsma": JSMA,
-    "spsa": SPSA,
-    "uap": SGDUAP,
-}
-_ALIASES = {
-    "r_fgsm": "rfgsm",
-    "i_fgsm": "ifgsm",
-    "mi_fgsm": "mifgsm",
-    "pgdcw": "pgd_cw",
-    "cw_l2": "cw",
-    "cwl2": "cw",
-    "sgd_uap": "uap",
-    "sgduap": "uap",
-}
-
-
-def canonical_attack_name(name: object) -> str:
-    """Registry key of ``name`` (case-insensitive; ``-`` and ``_`` interchangeable)."""
-    if isinstance(name, str):
-        key = name.strip().lower().replace("-", "_").replace("+", "")
-        key = _ALIASES.get(key, key)
-        if key in ATTACKS:
-            return key
-    raise InputError(f"unknown attack {name!r}; available attacks: {', '.join(ATTACKS)}")
-
-
-def attack_parameters(name: str) -> list[str]:
-    """Keyword parameters attack ``name`` accepts (besides ``model``)."""
-    cls = ATTACKS[canonical_attack_name(name)]
-    return [p for p in inspect.signature(cls).parameters if p != "model"]
-
-
-def build_attack(name: str, model: Any, **params: Any) -> Attack:
-    """Build a registered attack by name: ``build_attack("pgd", model, eps=0.1, steps=20)``.
-
-    Unknown names and unknown parameters raise :class:`~robens.errors.InputError` listing the
-    valid ones.
-    """
-    key = canonical_attack_name(name)
-    accepted = attack_parameters(key)
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise InputError(
-            f"unknown parameter(s) {', '.join(unknown)} for attack {key!r}; it accepts:"
-            f" {', '.join(accepted)}"
-        )
-    try:
-        return ATTACKS[key](model, **params)
-    except TypeError as exc:
-        raise InputError(f"attack {key!r}: {exc}") from None
-
 
 __all__ = [
     "ATTACKS",
@@ -130,7 +69,6 @@ __all__ = [
     "per_sample_norm",
     "project",
     "random_targets",
-    "transfer_attack",
-    "transferability_matrix",
+    "register_attack",
     "uap_metrics",
 ]

@@ -1,19 +1,19 @@
 """Adaptive attacks on defences whose output is not a plain softmax classifier.
 
+The defence is read from what the model declares (:mod:`robens.models.convention`), never from
+class names:
+
 * MMC heads (Pang et al., ICLR 2020, docs/methods.md section 4): predictions are
   ``argmin_l ||z - mu_l||`` and there is no softmax in training, so cross-entropy on whatever
   scores the head returns is not the right objective. The adaptive attack maximizes the MMC
   loss ``0.5 * ||z - mu_y||^2`` (the paper's "maximize -sum_l y_l logits_l") for the
-  gradient attacks and SPSA; CW/EAD/JSMA already work on the head's scores (margins).
+  gradient attacks and SPSA; CW/EAD/JSMA already work on the head's scores (margins). A
+  Max-Mahalanobis head is any module with a tensor ``mm_centers``; ``kind == "mmlda"`` heads
+  are trained with softmax CE, so CE stays.
 * RCE models (Pang et al., NeurIPS 2018, section 5): inference negates the logits,
-  ``F(x) = softmax(-Z(x))``. robens' ``RCEModel`` returns the negated logits from ``forward``,
-  so attacking the model's output applies the inference convention; attacking the raw logits
-  would attack the wrong classifier.
-
-Detection is duck-typed: a module with a tensor attribute ``mm_centers`` is a
-Max-Mahalanobis head (``kind == "mmlda"`` heads are trained with softmax CE, so CE stays), and
-a module of class ``robens.objectives.rce.RCEModel`` (or any module with ``rce_inference``
-set) is an RCE model.
+  ``F(x) = softmax(-Z(x))``. A module declaring ``output_convention = "rce_negated"`` (robens'
+  ``RCEModel``) returns the negated logits from ``forward``, so attacking the model's output
+  applies the inference convention; attacking the raw logits would attack the wrong classifier.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from torch import nn
 
 from robens.attacks.base import Attack, ModelLike
 from robens.attacks.losses import mm_heads
+from robens.attacks.registry import ATTACKS, build_attack, canonical_attack_name
+from robens.models.convention import RCE_NEGATED, output_convention
 
 
 def _modules(model: object) -> list[nn.Module]:
@@ -35,22 +37,12 @@ def _modules(model: object) -> list[nn.Module]:
     return []
 
 
-def _is_rce(module: nn.Module) -> bool:
-    try:
-        from robens.objectives.rce import RCEModel  # noqa: PLC0415
-    except ImportError:
-        RCEModel = None  # noqa: N806
-    if RCEModel is not None and isinstance(module, RCEModel):
-        return True
-    return type(module).__name__ == "RCEModel" or bool(getattr(module, "rce_inference", False))
-
-
 def detect_defenses(model: ModelLike) -> dict[str, bool]:
     """Which adaptive conventions ``model`` needs: ``{"mmc", "mmlda", "rce"}``."""
     return {
         "mmc": bool(mm_heads(model, kind="mmc")),
         "mmlda": bool(mm_heads(model, kind="mmlda")),
-        "rce": any(_is_rce(m) for m in _modules(model)),
+        "rce": any(output_convention(m) == RCE_NEGATED for m in _modules(model)),
     }
 
 
@@ -61,8 +53,6 @@ def adaptive_attack(model: ModelLike, name: str, **params: Any) -> Attack:
     ``loss`` other than ``"ce"`` is kept). RCE: the model's forward (negated logits) is attacked.
     The choices are recorded in ``attack.adaptive`` and in the result records.
     """
-    from robens.attacks import ATTACKS, build_attack, canonical_attack_name
-
     key = canonical_attack_name(name)
     cls = ATTACKS[key]
     found = detect_defenses(model)

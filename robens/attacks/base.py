@@ -1,18 +1,22 @@
-"""The attack base class, its result record and the shared projection helpers.
+"""The attack base class (the result record and projections live in ``result``/``projections``).
 
 Conventions (docs/attacks-and-testing.md):
 
 * ``atk = PGD(model, eps=0.1)``, ``x_adv = atk(x, y)``: a detached tensor of the same shape,
   device and dtype as ``x``; ``atk.run(x, y)`` returns an :class:`AttackResult` with per-sample
   success, perturbation norm, final objective and query counts.
-* ``model`` is any callable returning logits ``[B, C]``, an :class:`~robens.ensemble.Ensemble`,
+* ``model`` is any callable returning scores ``[B, C]``, an :class:`~robens.ensemble.Ensemble`,
   or a list/tuple of such models. ``combine`` says how several members form the attack
   objective: ``"logits"`` (attack the weighted mean of logits), ``"probs"`` (attack
   ``log sum_i w_i softmax(z_i)``, ADP's ensemble) or ``"loss"`` (the weighted mean of member
-  losses, the GAL paper's surrogate objective; ART's ``EnsembleClassifier.loss_gradient``).
-  ``combine=None`` attacks an ``Ensemble``'s own output and a list's mean logits. Success is
-  always judged on the model's own prediction (an ``Ensemble``'s forward; for a list the mean
-  logits, or the mean probabilities when ``combine="probs"``).
+  losses, the GAL paper's surrogate objective; ART's ``EnsembleClassifier.loss_gradient``); all
+  three are :mod:`robens.ensemble`'s combine functions. ``combine=None`` attacks an
+  ``Ensemble``'s own output and a list's mean logits. Success is always judged on the model's
+  own prediction (an ``Ensemble``'s forward; for a list the mean logits, or the mean
+  probabilities when ``combine="probs"``).
+* Models declare what they return (:mod:`robens.models.convention`); the attack reads the
+  declaration once, at construction: ``loss="mmc"`` takes ``-h_y`` from members whose outputs
+  are Max-Mahalanobis scores, and otherwise the features entering each head with centres.
 * Inputs are float NCHW in [0, 1]; ``y=None`` attacks the model's own predictions;
   ``targeted=True`` means ``y`` holds the targets.
 * Every module of the model is put in ``eval()`` during the attack and its own mode is restored
@@ -27,14 +31,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from robens.attacks.losses import MMCFeatures, attack_objective, check_loss, mm_heads
+from robens.attacks.losses import MMCFeatures, attack_objective, check_loss, mmc_plan
+from robens.attacks.projections import normalize_step, per_sample_norm, project, project_l1
+from robens.attacks.result import AttackResult
+from robens.ensemble import combine_member_logits, combine_member_losses, weighted_member_sum
 from robens.errors import InputError
+from robens.models.convention import output_convention
 from robens.utils import eval_mode
 from robens.validation import check_eps, check_images, check_labels
 
@@ -43,140 +50,8 @@ COMBINES = ("logits", "probs", "loss")
 Gen = torch.Generator | None
 ModelLike = Callable[[torch.Tensor], torch.Tensor] | nn.Module | Sequence[Any]
 
-
-# ---------------------------------------------------------------------------- helpers
-def per_sample_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
-    """``||delta_b||_p`` for each sample ``b``: ``linf``, ``l2``, ``l1`` or ``l0`` (count)."""
-    flat = delta.detach().flatten(1)
-    if flat.shape[1] == 0:
-        return flat.new_zeros(flat.shape[0])
-    if norm == "linf":
-        return flat.abs().amax(1)
-    if norm == "l2":
-        return flat.norm(p=2, dim=1)
-    if norm == "l1":
-        return flat.abs().sum(1)
-    if norm == "l0":
-        return (flat != 0).sum(1).to(flat.dtype)
-    raise InputError(f"norm must be linf, l2, l1 or l0, got {norm!r}")
-
-
-def _view(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
-
-
-def normalize_step(g: torch.Tensor, norm: str) -> torch.Tensor:
-    """Steepest-ascent direction of unit ``norm``: ``sign(g)`` (linf) or ``g / ||g||_2`` (l2)."""
-    if norm == "linf":
-        return g.sign()
-    if norm == "l2":
-        n = g.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)
-        return g / _view(n, g)
-    raise InputError(f"norm must be linf or l2 for gradient steps, got {norm!r}")
-
-
-def project_l1(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """Euclidean projection of each sample onto the L1 ball of radius eps (Duchi et al. 2008)."""
-    flat = delta.flatten(1)
-    absd = flat.abs()
-    inside = absd.sum(1) <= eps
-    if bool(inside.all()):
-        return delta
-    srt = absd.sort(dim=1, descending=True).values
-    cssv = srt.cumsum(1) - eps
-    ind = torch.arange(1, flat.shape[1] + 1, device=flat.device, dtype=flat.dtype)
-    cond = srt - cssv / ind > 0
-    rho = cond.to(flat.dtype).mul(ind).amax(1).clamp_min(1).long()
-    theta = cssv.gather(1, (rho - 1).unsqueeze(1)) / rho.unsqueeze(1).to(flat.dtype)
-    proj = flat.sign() * (absd - theta).clamp_min(0)
-    return torch.where(inside.unsqueeze(1), flat, proj).view_as(delta)
-
-
-def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Project ``x_adv`` onto the ``norm`` ball of radius ``eps`` around ``x``, then onto [0, 1].
-
-    ``linf`` is the element-wise ``min(max(x_adv, x - eps), x + eps)`` (no rounding for points
-    already inside the ball); ``l2`` rescales ``delta`` by ``min(1, eps / ||delta||_2)``
-    (torchattacks ``PGDL2``); ``l1`` is the exact Euclidean projection. Shrinking ``delta``
-    towards 0 keeps ``x + delta`` in the box, so the final clamp only trims the box.
-    """
-    if norm == "linf":
-        out = torch.minimum(torch.maximum(x_adv, x - eps), x + eps)
-    elif norm == "l2":
-        delta = x_adv - x
-        n = delta.flatten(1).norm(p=2, dim=1)
-        factor = torch.where(n > eps, eps / n.clamp_min(1e-30), torch.ones_like(n))
-        out = x + delta * _view(factor, delta)
-    elif norm == "l1":
-        out = x + project_l1(x_adv - x, eps)
-    else:
-        raise InputError(f"cannot project onto a {norm!r} ball")
-    return out.clamp(0.0, 1.0)
-
-
-def combine_member_logits(
-    member_logits: torch.Tensor, weights: torch.Tensor, how: str
-) -> torch.Tensor:
-    """Combine ``[M, B, C]`` member logits with convex weights: mean logits or log mean probs."""
-    w = weights.to(member_logits.dtype).view(-1, 1, 1)
-    if how == "probs":
-        return torch.logsumexp(torch.log_softmax(member_logits, -1) + torch.log(w), dim=0)
-    return (w * member_logits).sum(0)
-
-
-# ---------------------------------------------------------------------------- result
-@dataclass
-class AttackResult:
-    """What :meth:`Attack.run` returns; every tensor field has one entry per sample.
-
-    ``loss`` is the attack objective at ``x_adv`` (the value the attack maximizes: the loss for
-    untargeted attacks, minus the loss towards the target for targeted ones). ``queries`` counts
-    model evaluations for query-based (black-box) attacks and is ``None`` for white-box ones.
-    """
-
-    x_adv: torch.Tensor
-    success: torch.Tensor
-    norm: torch.Tensor
-    loss: torch.Tensor
-    queries: torch.Tensor | None = None
-    y: torch.Tensor | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    attack: Attack | None = field(default=None, repr=False, compare=False)
-
-    def __len__(self) -> int:
-        return int(self.x_adv.shape[0])
-
-    def select(self, idx: torch.Tensor | slice) -> AttackResult:
-        """The results of the samples at ``idx``."""
-
-        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t[idx]
-
-        return AttackResult(
-            self.x_adv[idx],
-            self.success[idx],
-            self.norm[idx],
-            self.loss[idx],
-            pick(self.queries),
-            pick(self.y),
-            dict(self.info),
-            self.attack,
-        )
-
-    def to_record_fields(self) -> dict[str, Any]:
-        """Flat JSON-able summary: the attack's description plus success rate, norms, loss."""
-        n = len(self)
-        fields: dict[str, Any] = dict(self.info)
-        fields.update(
-            n=n,
-            success_rate=float(self.success.float().mean()) if n else float("nan"),
-            mean_norm=float(self.norm.double().mean()) if n else float("nan"),
-            max_norm=float(self.norm.double().max()) if n else float("nan"),
-            mean_loss=float(self.loss.double().mean()) if n else float("nan"),
-        )
-        if self.queries is not None:
-            fields["mean_queries"] = float(self.queries.double().mean()) if n else float("nan")
-        return fields
+__all__ = ["COMBINES", "Attack", "AttackResult", "Gen", "ModelLike", "combine_member_logits"]
+__all__ += ["eval_mode", "normalize_step", "per_sample_norm", "project", "project_l1"]
 
 
 # ---------------------------------------------------------------------------- base class
@@ -308,52 +183,18 @@ class Attack:
             raise InputError(
                 f"model must be a callable returning logits, got {type(model).__name__}"
             )
-        self._mmc_heads: list[nn.Module] = []
-        self._mmc_weights: list[float] = []
-        self._mmc_from_scores = False
-        if self.loss == "mmc":
-            self._setup_mmc()
-
-    def _setup_mmc(self) -> None:
-        heads = mm_heads(self.model, kind="mmc")
-        if not heads:
+        members = self._members if self._kind != "single" else [model]
+        #: each member's declared output convention (robens.models.convention), read once
+        self.output_conventions = tuple(output_convention(m) for m in members)
+        plan = mmc_plan(model, members, self._weights) if self.loss == "mmc" else None
+        if self.loss == "mmc" and plan is None:
             raise InputError(
                 "loss='mmc' needs a model with Max-Mahalanobis centres (an MMC head with"
                 " 'mm_centers'); use loss='ce' for other models"
             )
-        weights = []
-        for h in heads:
-            w = 1.0
-            for i, member in enumerate(self._members):
-                if isinstance(member, nn.Module) and any(h is m for m in member.modules()):
-                    w = float(self._weights[i]) if self._weights is not None else 1.0
-                    break
-            weights.append(w)
-        total = sum(weights)
-        self._mmc_heads = heads
-        self._mmc_weights = [w / total for w in weights]
-        self._mmc_from_scores = self._scores_give_mmc(heads)
-
-    def _scores_give_mmc(self, heads: list[nn.Module]) -> bool:
-        """Whether every member's output is the scores ``-1/2 ||z - mu_l||^2`` of robens'
-        ``MMHead`` (then ``L_MMC = -h_y`` comes from the member logits, which also works on the
-        vectorized ensemble path); otherwise forward hooks capture ``z``."""
-        try:
-            from robens.models.heads import MMHead, mm_head_of
-        except ImportError:  # pragma: no cover - heads ship with robens
-            return False
-        members = self._members if self._kind != "single" else [self.model]
-        if not all(isinstance(h, MMHead) for h in heads) or len(heads) != len(members):
-            return False
-        for member in members:
-            if not isinstance(member, nn.Module):
-                return False
-            head = mm_head_of(member)
-            if head is None or getattr(member, "classifier", None) is not head:
-                return False
-            if any(type(m).__name__ == "RCEModel" for m in member.modules()):
-                return False
-        return True
+        self._mmc_heads = plan.heads if plan else []
+        self._mmc_weights = plan.weights if plan else []
+        self._mmc_from_scores = bool(plan and plan.from_scores)
 
     @property
     def num_members(self) -> int:
@@ -397,15 +238,15 @@ class Attack:
             if hooks:
                 losses = capture.losses(y)  # type: ignore[union-attr]
                 value = sum(w * v for w, v in zip(self._mmc_weights, losses, strict=True))
-            else:  # L_MMC = -h_y from MMHead scores, weighted over members
+            else:  # L_MMC = -h_y from the members' Max-Mahalanobis scores
                 h_y = member.gather(-1, y.expand(member.shape[:-1]).unsqueeze(-1)).squeeze(-1)
                 w = torch.as_tensor(self._mmc_weights, dtype=member.dtype, device=member.device)
-                value = -(w.view(-1, 1) * h_y).sum(0)
+                value = -weighted_member_sum(h_y, w)
             return logits, (-value if self.targeted else value)
         if self.combine == "loss" and member is not None:
-            w = self._weights.to(member.dtype)  # type: ignore[union-attr]
-            per = torch.stack([self._objective_from_logits(z, y) for z in member])
-            return logits, (w.view(-1, 1) * per).sum(0)
+            return logits, combine_member_losses(
+                member, self._weights, lambda z: self._objective_from_logits(z, y)
+            )
         if self.combine in ("logits", "probs") and member is not None:
             comb = combine_member_logits(member, self._weights, self.combine)
             return logits, self._objective_from_logits(comb, y)

@@ -12,29 +12,49 @@ perturbation is projected onto the ``eps``-ball of the attack's norm, so robust 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from robens.attacks.base import Attack, Gen, ModelLike, project
+from robens.attacks.base import Attack, Gen, ModelLike
 from robens.attacks.losses import cw_margin
+from robens.attacks.projections import batch_view, project
+from robens.attacks.registry import register_attack
 from robens.errors import InputError
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 _UPPER = 1e10
 
 
-def _expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, *([1] * (like.dim() - 1)))
-
-
 class _BinarySearchAttack(Attack):
     """Shared binary search over ``c`` and the success test with confidence ``kappa``."""
 
-    def _setup_search(self, c: float, steps: int, lr: float, binary_search_steps: int) -> None:
+    def _setup_search(
+        self, c: float, steps: int, lr: float, binary_search_steps: int
+    ) -> dict[str, Any]:
+        """Validate and store the search arguments; returns them as record parameters."""
         self.c = self._check_positive(c, "c")
         self.steps = self._check_int(steps, "steps")
         self.lr = self._check_positive(lr, "lr")
         self.binary_search_steps = self._check_int(binary_search_steps, "binary_search_steps")
+        return {
+            "c": self.c,
+            "steps": self.steps,
+            "lr": self.lr,
+            "binary_search_steps": self.binary_search_steps,
+        }
+
+    def _search_state(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Initial ``(c, lower, upper, best_distance, best)`` of the binary search."""
+        b = x.shape[0]
+        opts = {"dtype": x.dtype, "device": x.device}
+        return (
+            torch.full((b,), self.c, **opts),
+            torch.zeros(b, **opts),
+            torch.full((b,), _UPPER, **opts),
+            torch.full((b,), math.inf, **opts),
+            x.clone(),
+        )
 
     def cw_success(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Adversarial with confidence ``kappa``: margin ``< -kappa`` (Carlini's ``compare``)."""
@@ -52,6 +72,7 @@ class _BinarySearchAttack(Attack):
         return c, lower, upper
 
 
+@register_attack("cw_l2", "cwl2")
 class CW(_BinarySearchAttack):
     """Carlini & Wagner L2 attack (S&P 2017, Eq. for ``f_6`` and the tanh change of variables).
 
@@ -84,23 +105,12 @@ class CW(_BinarySearchAttack):
         seed: int | None = None,
     ) -> None:
         super().__init__(model, eps, "l2", "cw", targeted, combine, seed, kappa=kappa)
-        self._setup_search(c, steps, lr, binary_search_steps)
-        self.params = {
-            "c": self.c,
-            "steps": self.steps,
-            "lr": self.lr,
-            "binary_search_steps": self.binary_search_steps,
-        }
+        self.params = self._setup_search(c, steps, lr, binary_search_steps)
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         b = x.shape[0]
-        opts = {"dtype": x.dtype, "device": x.device}
         w0 = torch.atanh((x * 2 - 1) * (1 - 1e-6))
-        c = torch.full((b,), self.c, **opts)
-        lower = torch.zeros(b, **opts)
-        upper = torch.full((b,), _UPPER, **opts)
-        best_l2 = torch.full((b,), math.inf, **opts)
-        best = x.clone()
+        c, lower, upper, best_l2, best = self._search_state(x)
         for _ in range(self.binary_search_steps):
             w = w0.clone()
             m = torch.zeros_like(w)
@@ -120,7 +130,7 @@ class CW(_BinarySearchAttack):
                     l2 = l2.detach()
                     improved = succ & (l2 < best_l2)
                     best_l2 = torch.where(improved, l2, best_l2)
-                    best = torch.where(_expand(improved, x), xp.detach(), best)
+                    best = torch.where(batch_view(improved, x), xp.detach(), best)
                     found |= succ
                     m = _BETA1 * m + (1 - _BETA1) * grad
                     v = _BETA2 * v + (1 - _BETA2) * grad * grad
@@ -133,6 +143,7 @@ class CW(_BinarySearchAttack):
         return best
 
 
+@register_attack()
 class EAD(_BinarySearchAttack):
     """Elastic-net attack EAD (Chen et al., AAAI 2018, Eq. 7-8, Algorithm 1).
 
@@ -169,19 +180,12 @@ class EAD(_BinarySearchAttack):
         seed: int | None = None,
     ) -> None:
         super().__init__(model, eps, "l1", "cw", targeted, combine, seed, kappa=kappa)
-        self._setup_search(c, steps, lr, binary_search_steps)
+        search = self._setup_search(c, steps, lr, binary_search_steps)
         self.beta = self._check_positive(beta, "beta", allow_zero=True)
         if decision_rule not in ("EN", "L1"):
             raise InputError(f"decision_rule must be 'EN' or 'L1', got {decision_rule!r}")
         self.decision_rule = decision_rule
-        self.params = {
-            "beta": self.beta,
-            "c": self.c,
-            "steps": self.steps,
-            "lr": self.lr,
-            "binary_search_steps": self.binary_search_steps,
-            "decision_rule": decision_rule,
-        }
+        self.params = {"beta": self.beta, **search, "decision_rule": decision_rule}
 
     def _shrink(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         d = z - x
@@ -189,12 +193,7 @@ class EAD(_BinarySearchAttack):
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         b = x.shape[0]
-        opts = {"dtype": x.dtype, "device": x.device}
-        c = torch.full((b,), self.c, **opts)
-        lower = torch.zeros(b, **opts)
-        upper = torch.full((b,), _UPPER, **opts)
-        best_dist = torch.full((b,), math.inf, **opts)
-        best = x.clone()
+        c, lower, upper, best_dist, best = self._search_state(x)
         for _ in range(self.binary_search_steps):
             xk = x.clone()
             yk = x.clone()
@@ -217,7 +216,7 @@ class EAD(_BinarySearchAttack):
                     dist = l1 if self.decision_rule == "L1" else d.pow(2).sum(1) + self.beta * l1
                     improved = succ & (dist < best_dist)
                     best_dist = torch.where(improved, dist, best_dist)
-                    best = torch.where(_expand(improved, x), xk, best)
+                    best = torch.where(batch_view(improved, x), xk, best)
                     found |= succ
             c, lower, upper = self._update_c(c, lower, upper, found)
         if self.eps is not None:

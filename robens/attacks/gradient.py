@@ -9,14 +9,18 @@ L2-normalized gradient (``l2``), where ``grad`` is the gradient of the per-sampl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from robens.attacks.base import Attack, Gen, ModelLike, normalize_step, project
+from robens.attacks.base import Attack, Gen, ModelLike
+from robens.attacks.projections import batch_view, normalize_step, project
+from robens.attacks.registry import preset, register_attack
 from robens.errors import InputError
 
 
+@register_attack()
 class FGSM(Attack):
     """Fast Gradient Sign Method (Goodfellow et al. 2015, Eq. 3): ``x' = x + eps * sign(grad)``.
 
@@ -27,25 +31,12 @@ class FGSM(Attack):
 
     name = "fgsm"
 
-    def __init__(
-        self,
-        model: ModelLike,
-        eps: float,
-        norm: str = "linf",
-        loss: str = "ce",
-        targeted: bool = False,
-        combine: str | None = None,
-        seed: int | None = None,
-        *,
-        kappa: float = 0.0,
-    ) -> None:
-        super().__init__(model, eps, norm, loss, targeted, combine, seed, kappa=kappa)
-
     def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         grad, _, _ = self.gradient(x, y)
         return project(x + self.eps * normalize_step(grad, self.norm), x, self.eps, self.norm)
 
 
+@register_attack("r_fgsm")
 class RFGSM(Attack):
     """R+FGSM, Tramèr et al. 2018 (Ensemble Adversarial Training, Eq. 7), a single step:
 
@@ -88,7 +79,37 @@ class RFGSM(Attack):
         return project(x_tilde + (self.eps - self.alpha) * grad.sign(), x, self.eps, "linf")
 
 
-class IFGSM(Attack):
+class _Iterative(Attack):
+    """Shared ``alpha``/``steps`` arguments and the projected steepest-ascent loop."""
+
+    def _setup_steps(
+        self, alpha: float | None, steps: int, default_alpha: Callable[[int], float]
+    ) -> None:
+        self.steps = self._check_int(steps, "steps")
+        self.alpha = (
+            default_alpha(self.steps)
+            if alpha is None
+            else self._check_positive(alpha, "alpha", allow_zero=True)
+        )
+
+    def _ascend(
+        self,
+        x: torch.Tensor,
+        x_adv: torch.Tensor,
+        y: torch.Tensor,
+        direction: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``steps`` steps of ``alpha`` along ``direction(grad)`` (the gradient by default) from
+        ``x_adv``, each projected onto the ``eps``-ball around ``x`` and [0, 1]."""
+        for _ in range(self.steps):
+            grad, _, _ = self.gradient(x_adv, y)
+            step = normalize_step(grad if direction is None else direction(grad), self.norm)
+            x_adv = project(x_adv + self.alpha * step, x, self.eps, self.norm)
+        return x_adv
+
+
+@register_attack("i_fgsm")
+class IFGSM(_Iterative):
     """Iterative FGSM / BIM (Kurakin et al. 2017, Eq. 2): ``steps`` steps of ``alpha``, no random
     start, each projected onto the ``eps``-ball and [0, 1]. Defaults ``alpha = eps / 10``,
     ``steps = 10`` (GAL paper's I-FGSM).
@@ -115,31 +136,20 @@ class IFGSM(Attack):
         kappa: float = 0.0,
     ) -> None:
         super().__init__(model, eps, norm, loss, targeted, combine, seed, kappa=kappa)
-        self.steps = self._check_int(steps, "steps")
-        self.alpha = (
-            self.eps / 10
-            if alpha is None
-            else self._check_positive(alpha, "alpha", allow_zero=True)
-        )
+        self._setup_steps(alpha, steps, lambda _: self.eps / 10)
         self.params = {"alpha": self.alpha, "steps": self.steps}
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
-        x_adv = x
-        for _ in range(self.steps):
-            grad, _, _ = self.gradient(x_adv, y)
-            x_adv = project(
-                x_adv + self.alpha * normalize_step(grad, self.norm), x, self.eps, self.norm
-            )
-        return x_adv
+        return self._ascend(x, x, y)
 
 
-class BIM(IFGSM):
-    """Alias of :class:`IFGSM` (the Basic Iterative Method)."""
+BIM = register_attack()(
+    preset(IFGSM, "BIM", "bim", "Alias of :class:`IFGSM` (the Basic Iterative Method).")
+)
 
-    name = "bim"
 
-
-class MIFGSM(Attack):
+@register_attack("mi_fgsm")
+class MIFGSM(IFGSM):
     """Momentum Iterative FGSM (Dong et al. 2018, Eq. 6-7):
 
     ``g_{t+1} = decay * g_t + grad / ||grad||_1`` (L1 norm **per sample**),
@@ -169,31 +179,25 @@ class MIFGSM(Attack):
         *,
         kappa: float = 0.0,
     ) -> None:
-        super().__init__(model, eps, norm, loss, targeted, combine, seed, kappa=kappa)
-        self.steps = self._check_int(steps, "steps")
-        self.alpha = (
-            self.eps / 10
-            if alpha is None
-            else self._check_positive(alpha, "alpha", allow_zero=True)
-        )
+        super().__init__(model, eps, alpha, steps, norm, loss, targeted, combine, seed, kappa=kappa)
         self.decay = self._check_positive(decay, "decay", allow_zero=True)
-        self.params = {"alpha": self.alpha, "steps": self.steps, "decay": self.decay}
+        self.params["decay"] = self.decay
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
-        x_adv = x
         momentum = torch.zeros_like(x)
-        for _ in range(self.steps):
-            grad, _, _ = self.gradient(x_adv, y)
+
+        def direction(grad: torch.Tensor) -> torch.Tensor:
+            nonlocal momentum
             l1 = grad.flatten(1).abs().sum(1)
-            l1 = torch.where(l1 > 0, l1, torch.ones_like(l1)).view(-1, *([1] * (x.dim() - 1)))
+            l1 = batch_view(torch.where(l1 > 0, l1, torch.ones_like(l1)), x)
             momentum = self.decay * momentum + grad / l1
-            x_adv = project(
-                x_adv + self.alpha * normalize_step(momentum, self.norm), x, self.eps, self.norm
-            )
-        return x_adv
+            return momentum
+
+        return self._ascend(x, x, y, direction)
 
 
-class PGD(Attack):
+@register_attack()
+class PGD(_Iterative):
     """Projected Gradient Descent (Madry et al. 2018, Eq. 2) with random start and restarts.
 
     The random start is ``x + U(-eps, eps)`` drawn as ``torch.empty_like(x).uniform_(-eps, eps)``
@@ -226,7 +230,7 @@ class PGD(Attack):
         seed: int | None = None,
     ) -> None:
         super().__init__(model, eps, norm, loss, targeted, combine, seed, kappa=kappa)
-        self.steps = self._check_int(steps, "steps")
+        self._setup_steps(alpha, steps, lambda n: 2.5 * self.eps / n)
         self.restarts = self._check_int(restarts, "restarts")
         if not isinstance(random_start, bool):
             raise InputError(f"random_start must be True or False, got {random_start!r}")
@@ -234,11 +238,6 @@ class PGD(Attack):
             raise InputError("restarts > 1 needs random_start=True (otherwise runs are identical)")
         self.random_start = random_start
         self.deterministic = not random_start  # type: ignore[misc]
-        self.alpha = (
-            2.5 * self.eps / self.steps
-            if alpha is None
-            else self._check_positive(alpha, "alpha", allow_zero=True)
-        )
         self.params: dict[str, Any] = {
             "alpha": self.alpha,
             "steps": self.steps,
@@ -254,19 +253,13 @@ class PGD(Attack):
             delta = torch.empty_like(x).uniform_(-eps, eps, generator=gen)
         else:
             delta = torch.empty_like(x).normal_(generator=gen)
-            n = delta.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (x.dim() - 1)))
+            n = batch_view(delta.flatten(1).norm(p=2, dim=1), x)
             r = torch.zeros_like(n).uniform_(0, 1, generator=gen)
             delta = delta * (r / n.clamp_min(1e-30) * eps)
         return (x + delta).clamp(0.0, 1.0)
 
     def _one_run(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
-        x_adv = self._start(x, gen)
-        for _ in range(self.steps):
-            grad, _, _ = self.gradient(x_adv, y)
-            x_adv = project(
-                x_adv + self.alpha * normalize_step(grad, self.norm), x, self.eps, self.norm
-            )
-        return x_adv
+        return self._ascend(x, self._start(x, gen), y)
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         if self.restarts == 1:
@@ -281,44 +274,22 @@ class PGD(Attack):
                 best, best_obj, best_succ = x_adv, obj, succ
                 continue
             better = (succ & ~best_succ) | ((succ == best_succ) & (obj > best_obj))
-            best = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x_adv, best)
+            best = torch.where(batch_view(better, x), x_adv, best)
             best_obj = torch.where(better, obj, best_obj)
             best_succ = best_succ | succ
         return best  # type: ignore[return-value]
 
 
-class PGDCW(PGD):
-    """PGD on the CW hinge ``max(Z_y - max_{j!=y} Z_j, -kappa)`` with the GAL paper's settings:
-    ``kappa = 50``, 30 steps, step 0.01 (cleverhans ``MadryEtAl`` default), random start."""
-
-    name = "pgd_cw"
-
-    def __init__(
-        self,
-        model: ModelLike,
-        eps: float,
-        alpha: float | None = 0.01,
-        steps: int = 30,
-        random_start: bool = True,
-        restarts: int = 1,
-        loss: str = "cw",
-        kappa: float = 50.0,
-        norm: str = "linf",
-        targeted: bool = False,
-        combine: str | None = None,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(
-            model,
-            eps,
-            alpha,
-            steps,
-            random_start,
-            restarts,
-            loss,
-            kappa,
-            norm,
-            targeted,
-            combine,
-            seed,
-        )
+PGDCW = register_attack("pgdcw")(
+    preset(
+        PGD,
+        "PGDCW",
+        "pgd_cw",
+        """PGD on the CW hinge ``max(Z_y - max_{j!=y} Z_j, -kappa)`` with the GAL paper's settings:
+    ``kappa = 50``, 30 steps, step 0.01 (cleverhans ``MadryEtAl`` default), random start.""",
+        alpha=0.01,
+        steps=30,
+        loss="cw",
+        kappa=50.0,
+    )
+)

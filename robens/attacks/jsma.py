@@ -21,11 +21,13 @@ import math
 import torch
 
 from robens.attacks.base import Attack, Gen, ModelLike
+from robens.attacks.registry import register_attack
 from robens.errors import InputError
 
 _PAIR_BUDGET = 16_000_000  # entries of the [B, D, D] saliency table built at once
 
 
+@register_attack()
 class JSMA(Attack):
     """JSMA with the torchattacks parameters ``theta`` (change per feature) and ``gamma``
     (maximum fraction of features changed)."""

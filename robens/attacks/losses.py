@@ -9,18 +9,25 @@ gradient is independent of the rest of the batch (docs/attacks-and-testing.md, p
   the other classes masks ``Z_y`` with ``-inf`` (never ``(1 - onehot) * Z``, which returns 0 instead
   of the true maximum when every logit is negative).
 * MMC loss (Pang et al., ICLR 2020, docs/methods.md section 4): ``L = 0.5 * ||z - mu_y||^2`` on the
-  penultimate features ``z`` and the fixed Max-Mahalanobis centres ``mu``.
+  penultimate features ``z`` and the fixed Max-Mahalanobis centres ``mu``. A Max-Mahalanobis
+  head is any module with a tensor attribute ``mm_centers`` (:mod:`robens.models.convention`);
+  :func:`mmc_plan` decides once, at an attack's construction, how the loss is read: from the
+  members' outputs when each declares ``output_convention = "mm_scores"`` (``L = -h_y``), else
+  from the features entering each head, captured by :class:`MMCFeatures`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robens.errors import InputError
+from robens.models.convention import MM_SCORES, output_convention
 
 LOSSES = ("ce", "cw", "mmc")
 
@@ -109,7 +116,7 @@ def head_kind(head: nn.Module) -> str:
 def mm_heads(model: object, kind: str | None = "mmc") -> list[nn.Module]:
     """Modules of ``model`` carrying Max-Mahalanobis centres (a tensor attribute ``mm_centers``).
 
-    Duck-typed, so it finds robens' ``robens.models.heads`` modules and any user head that
+    Duck-typed, so it finds robens' ``MMHead`` and any user head that
     follows the same convention. ``kind="mmc"`` keeps MMC heads only (MMLDA heads are trained
     with softmax cross-entropy, so CE is already their adaptive loss); ``None`` keeps both.
     """
@@ -163,3 +170,40 @@ class MMCFeatures:
                 raise InputError("an MMC head was not called during the forward pass")
             out.append(mmc_loss(self.z[id(h)], h.mm_centers, y))
         return out
+
+
+@dataclass(frozen=True)
+class MMCPlan:
+    """How an attack reads the MMC loss: the heads, their convex weights (the weight of the
+    member holding each head) and whether the members' outputs are the heads' scores."""
+
+    heads: list[nn.Module]
+    weights: list[float]
+    from_scores: bool
+
+
+def mmc_plan(
+    model: object, members: Sequence[object], weights: torch.Tensor | None
+) -> MMCPlan | None:
+    """The :class:`MMCPlan` of ``model`` (its ``members``; ``[model]`` for a single model), or
+    ``None`` when it has no MMC head."""
+    heads = mm_heads(model, kind="mmc")
+    if not heads:
+        return None
+    per_head = []
+    for h in heads:
+        w = 1.0
+        for i, member in enumerate(members):
+            if isinstance(member, nn.Module) and any(h is m for m in member.modules()):
+                w = float(weights[i]) if weights is not None else 1.0
+                break
+        per_head.append(w)
+    total = sum(per_head)
+    from_scores = len(heads) == len(members) and all(
+        isinstance(m, nn.Module)
+        and output_convention(m) == MM_SCORES
+        and len(own := mm_heads(m, kind="mmc")) == 1
+        and output_convention(own[0]) == MM_SCORES
+        for m in members
+    )
+    return MMCPlan(heads, [w / total for w in per_head], from_scores)

@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
-from robens.attacks.base import Attack, AttackResult, ModelLike, eval_mode
+from robens.attacks.base import Attack, AttackResult, ModelLike
 from robens.attacks.gradient import FGSM, PGD
 from robens.attacks.spsa import SPSA
 from robens.errors import InputError
+from robens.utils import eval_mode
 
 
 def _probe(model: ModelLike, attack: Attack | None) -> FGSM:

@@ -19,11 +19,14 @@ import math
 
 import torch
 
-from robens.attacks.base import Attack, Gen, ModelLike, project
+from robens.attacks.base import Attack, Gen, ModelLike
+from robens.attacks.projections import project
+from robens.attacks.registry import register_attack
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 
 
+@register_attack()
 class SPSA(Attack):
     """SPSA with Adam, ``steps`` iterations of ``nb_samples`` direction pairs each."""
 

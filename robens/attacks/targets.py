@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 
 from robens.errors import InputError
+from robens.utils import eval_mode
 from robens.validation import check_labels
 
 
@@ -39,8 +40,6 @@ def least_likely_targets(
 
     The model is evaluated in eval mode; its train/eval mode is restored afterwards.
     """
-    from robens.attacks.base import eval_mode
-
     with eval_mode(model):
         logits = model(x)
     if not 1 <= k <= logits.shape[-1]:

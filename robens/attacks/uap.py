@@ -27,10 +27,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from robens.attacks.base import Attack, Gen, ModelLike, eval_mode
+from robens.attacks.base import Attack, Gen, ModelLike
+from robens.attacks.registry import register_attack
 from robens.data import ImageDataset
+from robens.ensemble import combine_member_logits
 from robens.errors import InputError
-from robens.utils import derive_seed
+from robens.utils import derive_seed, eval_mode
 
 Batches = ImageDataset | Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -45,6 +47,7 @@ def _model_dtype_device(model: object, fallback: torch.Tensor) -> tuple[torch.dt
     return fallback.dtype, fallback.device
 
 
+@register_attack("sgd_uap", "sgduap")
 class SGDUAP(Attack):
     """SGD universal adversarial perturbation (L-inf).
 
@@ -181,8 +184,6 @@ class SGDUAP(Attack):
     def _objective_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits whose CE is attacked (``combine`` applied to members; see :class:`Attack`)."""
         if self.combine in ("logits", "probs") and self._kind != "single":
-            from robens.attacks.base import combine_member_logits
-
             return combine_member_logits(self._member_logits(x), self._weights, self.combine)
         return self.logits(x)
 

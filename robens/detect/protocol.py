@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from robens.attacks.base import eval_mode
 from robens.detect.roc import downsample_curve, roc_auc, roc_curve
 from robens.detect.scores import KernelDensity, detection_scores
 from robens.errors import InputError
+from robens.utils import eval_mode
 
 
 @dataclass

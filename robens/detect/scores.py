@@ -25,8 +25,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from robens.attacks.base import eval_mode
 from robens.errors import InputError
+from robens.utils import eval_mode
 
 DETECTORS = ("confidence", "non_me", "kernel_density", "disagreement")
 

@@ -32,8 +32,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from robens.attacks.base import eval_mode
 from robens.errors import InputError
+from robens.utils import eval_mode
 
 
 def _h4() -> torch.Tensor:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from robens.attacks.base import eval_mode
 from robens.errors import InputError
+from robens.utils import eval_mode
 
 
 def member_jacobians(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from robens.attacks.base import eval_mode
 from robens.errors import InputError
+from robens.utils import eval_mode
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 

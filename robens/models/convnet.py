@@ -17,6 +17,7 @@ from torch import nn
 
 from robens.errors import ConfigError
 from robens.models.layers import ImageClassifier, Normalize, NormalizeSpec
+from robens.models.variants import variant
 
 Layout = Sequence[int | str]
 
@@ -24,8 +25,6 @@ Layout = Sequence[int | str]
 class ConvNet(ImageClassifier):
     """Plain conv stack given by a ``layout`` (ints = 3x3 conv widths, ``"M"`` = 2x2 max-pool),
     then FC(``hidden``) -> act -> classifier. ``feature_dim = hidden``."""
-
-    layout: tuple[int | str, ...] = ()
 
     def __init__(
         self,
@@ -38,7 +37,7 @@ class ConvNet(ImageClassifier):
         layout: Layout | None = None,
         hidden: int = 1024,
     ) -> None:
-        layout = tuple(self.layout if layout is None else layout)
+        layout = tuple(layout or ())
         pools = sum(1 for item in layout if item == "M")
         super().__init__(
             in_shape, num_classes, activation, leaky_slope, normalize, min_size=2**pools
@@ -54,6 +53,7 @@ class ConvNet(ImageClassifier):
                     raise ConfigError(f"layout entries must be positive ints or 'M', got {item!r}")
                 layers += [nn.Conv2d(c, int(item), kernel_size=3, padding=1), self.act()]
                 c = int(item)
+        self.layout = layout
         self.feature_dim = int(hidden)
         layers += [nn.Flatten(), nn.Linear(c * h * w, self.feature_dim), self.act()]
         self.body = nn.Sequential(*layers)
@@ -64,47 +64,16 @@ class ConvNet(ImageClassifier):
         return self.body(self.normalize(x))
 
 
-class Conv3(ConvNet):
-    """GAL Conv-3: C32-C64-M-C128-M-FC1024-FC(num_classes)."""
-
-    layout = (32, 64, "M", 128, "M")
-
-    def __init__(
-        self,
-        in_shape: Sequence[int] = (1, 28, 28),
-        num_classes: int = 10,
-        *,
-        activation: str = "relu",
-        leaky_slope: float = 0.1,
-        normalize: NormalizeSpec | Normalize | None = None,
-    ) -> None:
-        super().__init__(
-            in_shape,
-            num_classes,
-            activation=activation,
-            leaky_slope=leaky_slope,
-            normalize=normalize,
-        )
-
-
-class Conv4(ConvNet):
-    """GAL Conv-4: C32-C64-C128-M-C128-M-FC1024-FC(num_classes)."""
-
-    layout = (32, 64, 128, "M", 128, "M")
-
-    def __init__(
-        self,
-        in_shape: Sequence[int] = (3, 32, 32),
-        num_classes: int = 10,
-        *,
-        activation: str = "relu",
-        leaky_slope: float = 0.1,
-        normalize: NormalizeSpec | Normalize | None = None,
-    ) -> None:
-        super().__init__(
-            in_shape,
-            num_classes,
-            activation=activation,
-            leaky_slope=leaky_slope,
-            normalize=normalize,
-        )
+Conv3 = variant(
+    ConvNet,
+    "Conv3",
+    "GAL Conv-3: C32-C64-M-C128-M-FC1024-FC(num_classes).",
+    fixed={"layout": (32, 64, "M", 128, "M"), "hidden": 1024},
+)
+Conv4 = variant(
+    ConvNet,
+    "Conv4",
+    "GAL Conv-4: C32-C64-C128-M-C128-M-FC1024-FC(num_classes).",
+    fixed={"layout": (32, 64, 128, "M", 128, "M"), "hidden": 1024},
+    defaults={"in_shape": (3, 32, 32)},
+)

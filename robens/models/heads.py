@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from robens.errors import ConfigError
+from robens.models.convention import MM_SCORES
 
 MMKind = Literal["mmc", "mmlda"]
 
@@ -97,6 +98,7 @@ class MMHead(nn.Module):
     """
 
     mm_centers: torch.Tensor
+    output_convention = MM_SCORES
 
     def __init__(
         self, feature_dim: int, num_classes: int, kind: MMKind = "mmc", scale: float = 10.0

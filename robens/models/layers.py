@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from robens.errors import ConfigError
+from robens.models.convention import output_convention
 
 ACTIVATIONS: tuple[str, ...] = ("relu", "leaky_relu", "elu", "gelu", "silu", "softplus", "tanh")
 _ACTIVATION_ALIASES = {"leakyrelu": "leaky_relu", "lrelu": "leaky_relu", "swish": "silu"}
@@ -246,6 +247,13 @@ class ImageClassifier(nn.Module):
         self.activation = canonical_activation(activation)
         self.leaky_slope = check_slope(leaky_slope)
         self.normalize = make_normalize(normalize, self.in_shape[0])
+
+    @property
+    def output_convention(self) -> str:
+        """What :meth:`forward` returns: its ``classifier``'s convention (``"logits"`` for a
+        linear head, ``"mm_scores"`` for a Max-Mahalanobis head); see
+        :mod:`robens.models.convention`."""
+        return output_convention(self.classifier)
 
     def act(self) -> nn.Module:
         """A fresh instance of the model's activation."""

@@ -1,5 +1,8 @@
 """Model registry (timm style): models are built by name from plain, JSON-serializable arguments.
 
+Models live in :data:`MODELS`, a shared :class:`~robens.registry.Registry`; add one with
+``@register_model("name")`` on a class or factory taking the standard arguments.
+
 ``build_model("conv3", in_shape=(1, 28, 28), activation="leaky_relu")`` returns an
 :class:`~robens.models.layers.ImageClassifier` whose ``robens_spec`` dict rebuilds the same
 architecture through :func:`build_model_from_spec` (used by checkpoints).
@@ -27,11 +30,12 @@ from robens.models.layers import (
 )
 from robens.models.lenet import LeNet5
 from robens.models.resnet import CifarResNet, ResNet20, ResNet26
+from robens.registry import Registry
 
 Builder = TypeVar("Builder", bound=Callable[..., nn.Module])
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_ALIASES: dict[str, str] = {}
+#: name -> model class or factory (names case-insensitive, ``-``, ``_`` and spaces ignored)
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 _STANDARD_ARGS = ("in_shape", "num_classes", "activation", "leaky_slope", "normalize")
 
 
@@ -48,17 +52,15 @@ def register_model(name: str, aliases: Sequence[str] = ()) -> Callable[[Builder]
     """
     if not isinstance(name, str) or not _key(name):
         raise ConfigError(f"model name must be a non-empty string, got {name!r}")
-    canonical = name.strip().lower()
-    keys = {_key(name), *(_key(a) for a in aliases)}
+    keys = (_key(name), *(_key(a) for a in aliases))
 
     def decorator(builder: Builder) -> Builder:
+        taken = MODELS.aliases()
         for k in keys:
-            owner = _ALIASES.get(k)
-            if owner is not None and _REGISTRY[owner] is not builder:
+            owner = taken.get(k)
+            if owner is not None and MODELS.get(owner) is not builder:
                 raise ConfigError(f"model name {k!r} is already registered (as {owner!r})")
-        _REGISTRY[canonical] = builder
-        for k in keys:
-            _ALIASES[k] = canonical
+        MODELS.register(name, builder, aliases=keys, replace=True)
         return builder
 
     return decorator
@@ -66,15 +68,13 @@ def register_model(name: str, aliases: Sequence[str] = ()) -> Callable[[Builder]
 
 def list_models() -> list[str]:
     """Sorted canonical names of the registered models."""
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def resolve_model_name(name: object) -> str:
     """Canonical registered name for ``name`` (case-insensitive alias); ConfigError if unknown."""
-    if isinstance(name, str):
-        canonical = _ALIASES.get(_key(name))
-        if canonical is not None:
-            return canonical
+    if isinstance(name, str) and _key(name) in MODELS:
+        return MODELS.canonical(_key(name))
     raise ConfigError(f"unknown model {name!r}; available models: {', '.join(list_models())}")
 
 
@@ -137,7 +137,7 @@ def build_model(
     dict such that ``build_model_from_spec(model.robens_spec)`` rebuilds the same architecture.
     """
     canonical = resolve_model_name(name)
-    builder = _REGISTRY[canonical]
+    builder = MODELS.get(canonical)
     shape = check_in_shape(in_shape, 1, canonical)
     n_cls = check_num_classes(num_classes)
     act = canonical_activation(activation)

@@ -20,6 +20,7 @@ from torch import nn
 
 from robens.errors import ConfigError
 from robens.models.layers import ImageClassifier, Normalize, NormalizeSpec, make_activation
+from robens.models.variants import variant
 
 SHORTCUTS = ("A", "B")
 
@@ -132,49 +133,15 @@ class CifarResNet(ImageClassifier):
         return self.pool(self.blocks(self.stem(self.normalize(x))))
 
 
-class ResNet20(CifarResNet):
-    """ResNet-20: 3 stages x 3 basic blocks (16/32/64 channels)."""
-
-    def __init__(
-        self,
-        in_shape: Sequence[int] = (3, 32, 32),
-        num_classes: int = 10,
-        *,
-        activation: str = "relu",
-        leaky_slope: float = 0.1,
-        normalize: NormalizeSpec | Normalize | None = None,
-        shortcut: str = "A",
-    ) -> None:
-        super().__init__(
-            20,
-            in_shape,
-            num_classes,
-            activation=activation,
-            leaky_slope=leaky_slope,
-            normalize=normalize,
-            shortcut=shortcut,
-        )
-
-
-class ResNet26(CifarResNet):
-    """ResNet-26: 3 stages x 4 basic blocks (16/32/64 channels)."""
-
-    def __init__(
-        self,
-        in_shape: Sequence[int] = (3, 32, 32),
-        num_classes: int = 10,
-        *,
-        activation: str = "relu",
-        leaky_slope: float = 0.1,
-        normalize: NormalizeSpec | Normalize | None = None,
-        shortcut: str = "A",
-    ) -> None:
-        super().__init__(
-            26,
-            in_shape,
-            num_classes,
-            activation=activation,
-            leaky_slope=leaky_slope,
-            normalize=normalize,
-            shortcut=shortcut,
-        )
+ResNet20 = variant(
+    CifarResNet,
+    "ResNet20",
+    "ResNet-20: 3 stages x 3 basic blocks (16/32/64 channels).",
+    fixed={"depth": 20},
+)
+ResNet26 = variant(
+    CifarResNet,
+    "ResNet26",
+    "ResNet-26: 3 stages x 4 basic blocks (16/32/64 channels).",
+    fixed={"depth": 26},
+)

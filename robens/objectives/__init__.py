@@ -1,6 +1,8 @@
 """Objective terms. Importing this package registers the built-in terms.
 
-Terms: ``ce``, ``ensemble_ce``, ``gal``, ``cosine``, ``gdr``, ``adp``, ``jr``, ``mmc``, ``rce``.
+Terms: ``ce``, ``ensemble_ce``, ``gal``, ``cosine``, ``gdr``, ``adp``, ``jr``, ``mmc``, ``rce``,
+``trs``.
+DVERGE building blocks (not a term: a training strategy) live in ``robens.objectives.dverge``.
 """
 
 from robens.objectives.adp import ADP, adp_per_sample, ensemble_entropy, log_det_diversity
@@ -22,6 +24,7 @@ from robens.objectives.gdr import GDRRegularizer, gdr, gdr_mean
 from robens.objectives.jacobian import JacobianReg, jacobian_frobenius_sq
 from robens.objectives.mmc import MMCLoss, mmc_per_sample
 from robens.objectives.rce import RCELoss, RCEModel, rce_per_sample, reverse_labels
+from robens.objectives.trs import TRS, abs_cosine_loss, magnitude, smoothness_pgd
 
 __all__ = [
     "ADP",
@@ -31,12 +34,14 @@ __all__ = [
     "MMCLoss",
     "RCELoss",
     "RCEModel",
+    "TRS",
     "EnsembleCE",
     "JacobianReg",
     "MemberCE",
     "Objective",
     "PairwiseCosine",
     "Term",
+    "abs_cosine_loss",
     "adp_per_sample",
     "build_term",
     "coherence",
@@ -48,6 +53,7 @@ __all__ = [
     "jacobian_frobenius_sq",
     "list_terms",
     "log_det_diversity",
+    "magnitude",
     "mean_pairwise_cosine",
     "mmc_per_sample",
     "pairwise_cosine",
@@ -56,4 +62,5 @@ __all__ = [
     "rce_per_sample",
     "register_term",
     "reverse_labels",
+    "smoothness_pgd",
 ]

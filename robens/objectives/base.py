@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from robens.errors import ConfigError, InputError
+from robens.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -45,6 +46,11 @@ class Batch:
         create_graph: keep the graph of input-gradients (needed to train on them).
         member_loss: per-sample loss ``(logits [M,B,C], y) -> [M,B]`` whose input-gradient
             the gradient terms use (cross-entropy by default; MMC/RCE models pass theirs).
+        progress: fraction of training done, in [0, 1] (the trainer passes ``epoch / epochs``
+            as the TRS reference does); terms with a schedule (TRS's eps ramp) read it, and
+            treat ``None`` as the start of training.
+        generator: the random source of terms that draw noise (TRS's PGD start); the global
+            RNG when ``None``.
     """
 
     def __init__(
@@ -56,7 +62,13 @@ class Batch:
         input_grads: bool = False,
         create_graph: bool = True,
         member_loss: LossFn = per_sample_ce,
+        progress: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
+        if progress is not None and not 0.0 <= float(progress) <= 1.0:
+            raise InputError(f"progress must be a fraction in [0, 1], got {progress!r}")
+        self.progress = progress
+        self.generator = generator
         self.model = model
         self.x = x
         self.y = y
@@ -248,14 +260,16 @@ class Term:
 
 
 # ----------------------------------------------------------------------------- registry
-_TERMS: dict[str, Callable[..., Term]] = {}
+#: the objective terms; ``robens/objectives/__init__.py`` imports every built-in term module,
+#: and Python imports that package before this module, so the built-ins are always registered
+TERMS: Registry[Callable[..., Term]] = Registry("objective term")
 
 
 def register_term(name: str) -> Callable[[Callable[..., Term]], Callable[..., Term]]:
     """Register a term factory under ``name`` (used by the config and ``parse_objective``)."""
 
     def deco(factory: Callable[..., Term]) -> Callable[..., Term]:
-        _TERMS[name.lower()] = factory
+        TERMS.register(name, factory, replace=True)
         return factory
 
     return deco
@@ -263,24 +277,18 @@ def register_term(name: str) -> Callable[[Callable[..., Term]], Callable[..., Te
 
 def list_terms() -> list[str]:
     """Names of the registered objective terms."""
-    _load_builtin_terms()
-    return sorted(_TERMS)
+    return TERMS.names()
 
 
 def build_term(name: str, **params: Any) -> Term:
     """Instantiate a registered term by name; unknown names and parameters are ConfigErrors."""
-    _load_builtin_terms()
     key = name.lower().strip()
-    if key not in _TERMS:
+    if key not in TERMS:
         raise ConfigError(f"unknown objective term {name!r}; available: {', '.join(list_terms())}")
     try:
-        return _TERMS[key](**params)
+        return TERMS.get(key)(**params)
     except TypeError as exc:
         raise ConfigError(f"bad parameters for objective term {name!r}: {exc}") from None
-
-
-def _load_builtin_terms() -> None:
-    import robens.objectives  # noqa: F401  (registers the built-in terms)
 
 
 @dataclass

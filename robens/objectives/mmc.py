@@ -23,7 +23,7 @@ def mmc_per_sample(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def check_mm_members(batch: Batch, term: str = "mmc") -> None:
     """Every member must score with a Max-Mahalanobis head (and not be RCE-negated)."""
     from robens.models.heads import mm_head_of
-    from robens.objectives.rce import RCEModel
+    from robens.models.rce import RCEModel
 
     for i, member in enumerate(batch.members):
         if isinstance(member, RCEModel) or mm_head_of(member) is None:

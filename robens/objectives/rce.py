@@ -3,57 +3,19 @@
 Reverse label ``R_y = (1 - 1_y) / (L - 1)``; ``L_RCE = -R_y . log softmax(Z(x))`` (Eq. 3). In the
 inference phase the logits are negated, ``F(x) = softmax(-Z(x))`` (Sec. 3.2).
 
-Convention, fixed so it cannot be forgotten: :class:`RCEModel` ``forward`` ALWAYS returns the
-inference logits ``-Z`` (training and eval mode alike), so accuracy, attacks, ensembles and
-detectors see the inference phase. The ``rce`` term converts back with
+:class:`~robens.models.rce.RCEModel` (defined in ``robens.models``, re-exported here) ``forward``
+always returns the inference logits ``-Z``; the ``rce`` term converts back with
 :meth:`RCEModel.to_raw` (``Z = -output``) and refuses members that are not RCE models.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from robens.errors import ConfigError
+from robens.models.rce import RCEModel
 from robens.objectives.base import Batch, Term, register_term
-
-
-class RCEModel(nn.Module):
-    """Wrap a classifier trained with RCE: ``forward(x) = -Z(x)`` (inference logits).
-
-    ``raw_logits(x) = Z(x)`` (training-phase logits), ``features(x)`` is the wrapped model's
-    penultimate representation (for kernel-density detection), ``classifier`` its last layer.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        spec = getattr(model, "robens_spec", None)
-        if spec is not None:
-            self.robens_spec = spec
-        for attr in ("feature_dim", "num_classes", "in_shape"):
-            if hasattr(model, attr):
-                setattr(self, attr, getattr(model, attr))
-
-    @staticmethod
-    def to_raw(inference_logits: torch.Tensor) -> torch.Tensor:
-        """Training-phase logits ``Z`` from this model's outputs ``-Z``."""
-        return -inference_logits
-
-    def raw_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """``Z(x)``, the logits the RCE loss is computed on."""
-        return self.model(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return -self.model(x)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.features(x)
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.model.classifier
 
 
 def rce_per_sample(raw_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
