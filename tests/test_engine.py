@@ -84,3 +84,18 @@ def test_bad_input_is_named():
         evaluate_attack(nn.Identity(), object(), [])
     with pytest.raises(InputError, match="unknown aggregation"):
         evaluate_adaptive(nn.Identity(), lambda a: None, [], aggregations=("mean",))
+
+
+def test_early_exit_keeps_unbroken_samples_on_their_path_and_never_raises_accuracy(setup):
+    ens, batches = setup
+    for name in ("pgd", "ifgsm", "mifgsm"):
+        atk = build_attack(name, ens, eps=0.12, steps=8, seed=0)
+        full = evaluate_attack(ens, atk, batches, keep_adv=True)
+        fast = evaluate_attack(ens, atk, batches, keep_adv=True, early_exit=True)
+        assert atk.early_exit is False  # restored
+        assert not (fast.robust & ~full.robust).any()
+        both = fast.robust & full.robust  # never broken: the same steps, the same result
+        assert torch.allclose(fast.x_adv[both], full.x_adv[both], atol=1e-12)
+        broken = ~fast.adv_ok
+        assert (broken | fast.robust | ~fast.clean_ok).all()
+        assert fast.robust_accuracy <= full.robust_accuracy

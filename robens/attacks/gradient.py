@@ -19,6 +19,9 @@ from robens.attacks.projections import batch_view, normalize_step, project
 from robens.attacks.registry import preset, register_attack
 from robens.errors import InputError
 
+#: ``direction(grad, idx)``: the step direction from the gradient rows at batch positions idx
+Direction = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+
 
 @register_attack()
 class FGSM(Attack):
@@ -80,7 +83,16 @@ class RFGSM(Attack):
 
 
 class _Iterative(Attack):
-    """Shared ``alpha``/``steps`` arguments and the projected steepest-ascent loop."""
+    """Shared ``alpha``/``steps`` arguments and the projected steepest-ascent loop.
+
+    ``early_exit`` (an attribute, off by default; the evaluation engine turns it on for
+    white-box evaluations): a sample leaves the batch at the first iterate that already fools
+    the attacked model (misclassified, or on target when targeted), and that iterate is its
+    result. The gradient pass of each step reveals it, so no forward pass is added; the
+    samples still in the batch follow exactly the steps they would take without it.
+    """
+
+    early_exit: bool = False
 
     def _setup_steps(
         self, alpha: float | None, steps: int, default_alpha: Callable[[int], float]
@@ -97,14 +109,35 @@ class _Iterative(Attack):
         x: torch.Tensor,
         x_adv: torch.Tensor,
         y: torch.Tensor,
-        direction: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        direction: Direction | None = None,
     ) -> torch.Tensor:
-        """``steps`` steps of ``alpha`` along ``direction(grad)`` (the gradient by default) from
-        ``x_adv``, each projected onto the ``eps``-ball around ``x`` and [0, 1]."""
+        """``steps`` steps of ``alpha`` along ``direction(grad, idx)`` (the gradient by default)
+        from ``x_adv``, each projected onto the ``eps``-ball around ``x`` and [0, 1]; ``idx``
+        holds the batch positions of ``grad``'s rows (``None``: the whole batch)."""
+        if self.early_exit:
+            return self._ascend_early_exit(x, x_adv, y, direction)
         for _ in range(self.steps):
             grad, _, _ = self.gradient(x_adv, y)
-            step = normalize_step(grad if direction is None else direction(grad), self.norm)
+            step = normalize_step(grad if direction is None else direction(grad, None), self.norm)
             x_adv = project(x_adv + self.alpha * step, x, self.eps, self.norm)
+        return x_adv
+
+    def _ascend_early_exit(
+        self, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, direction: Direction | None
+    ) -> torch.Tensor:
+        x_adv = x_adv.clone()
+        active = torch.arange(x.shape[0], device=x.device)
+        for _ in range(self.steps):
+            grad, _, logits = self.gradient(x_adv[active], y[active])
+            keep = ~self.is_success(logits, y[active])
+            if not bool(keep.all()):
+                active, grad = active[keep], grad[keep]
+            if active.numel() == 0:
+                break
+            step = normalize_step(grad if direction is None else direction(grad, active),
+                                  self.norm)
+            x_adv[active] = project(x_adv[active] + self.alpha * step, x[active], self.eps,
+                                    self.norm)
         return x_adv
 
 
@@ -186,12 +219,15 @@ class MIFGSM(IFGSM):
     def _attack(self, x: torch.Tensor, y: torch.Tensor, gen: Gen) -> torch.Tensor:
         momentum = torch.zeros_like(x)
 
-        def direction(grad: torch.Tensor) -> torch.Tensor:
+        def direction(grad: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
             nonlocal momentum
             l1 = grad.flatten(1).abs().sum(1)
-            l1 = batch_view(torch.where(l1 > 0, l1, torch.ones_like(l1)), x)
-            momentum = self.decay * momentum + grad / l1
-            return momentum
+            l1 = batch_view(torch.where(l1 > 0, l1, torch.ones_like(l1)), grad)
+            if idx is None:
+                momentum = self.decay * momentum + grad / l1
+                return momentum
+            momentum[idx] = self.decay * momentum[idx] + grad / l1
+            return momentum[idx]
 
         return self._ascend(x, x, y, direction)
 

@@ -111,6 +111,14 @@ class Outcome:
         }
 
 
+#: attacks with an early exit: the iterative gradient attacks (I-FGSM/BIM, MI-FGSM, PGD,
+#: PGD-CW) return, for a sample that leaves, the first iterate that fools the attacked model
+#: instead of the last one, so robust accuracy can only stay equal or fall (it is equal unless
+#: a later step would have made a fooled sample correct again; benchmarks/bench_attacks.py
+#: counts such samples against torchattacks); single-step and minimum-norm attacks have none
+EARLY_EXIT_ATTACKS = ("ifgsm", "bim", "mifgsm", "pgd", "pgd_cw")
+
+
 @dataclass
 class Precomputed:
     """Adversarial examples crafted earlier (e.g. the transfer cache), in batch order."""
@@ -135,6 +143,7 @@ def evaluate_attack(
     precomputed: Precomputed | None = None,
     on_batch: BatchHook | None = None,
     track: Callable[[Any], Iterable] | None = None,
+    early_exit: bool = False,
 ) -> Outcome:
     """Run ``attack`` on ``batches`` and classify clean and adversarial inputs with ``target``.
 
@@ -149,10 +158,21 @@ def evaluate_attack(
         precomputed: examples crafted earlier, read in order instead of running ``attack``.
         on_batch: ``hook(index, x, y, result)`` after each crafted batch.
         track: wraps the batch iterable (a progress bar's ``track``).
+        early_exit: for a white-box evaluation (the attack crafts on ``target``): samples the
+            attack has already broken leave the batch (:data:`EARLY_EXIT_ATTACKS` say how);
+            an attack without the option runs as it is. ``False`` restores the full loop.
     """
-    dev = torch.device(device) if device is not None else device_of(target)
     if precomputed is None and not callable(getattr(attack, "run", None)):
         raise InputError(f"attack must have a run(x, y) method, got {type(attack).__name__}")
+    if early_exit and hasattr(attack, "early_exit"):
+        saved = attack.early_exit
+        attack.early_exit = True
+        try:
+            return evaluate_attack(target, attack, batches, device=device, keep_adv=keep_adv,
+                                   on_batch=on_batch, track=track)
+        finally:
+            attack.early_exit = saved
+    dev = torch.device(device) if device is not None else device_of(target)
     per: dict[str, list[torch.Tensor]] = {k: [] for k in ("y", "clean", "adv", "norm", "succ")}
     advs: list[torch.Tensor] = []
     start = 0
