@@ -3,7 +3,11 @@
 1. PGD-10 on a 5-member LeNet ensemble: robens ``PGD`` vs ``torchattacks.PGD`` on the same
    ``Ensemble`` (torchattacks sees it as one ``nn.Module``) and batch, interleaved repeats; prints
    the median time ratio and checks that both produce the same examples under one seed.
-2. Universal perturbation at the same L-inf eps: robens ``SGDUAP`` vs ART
+2. Early exit (benchmarks/bench_early_exit.py): PGD-10 robust accuracy of the main checkpoint
+   on its 10,000 test images, robens' engine with early exit vs torchattacks' PGD with the
+   same parameters and random starts: both robust accuracies and the time ratio (skipped when
+   the checkpoint is absent: ``--checkpoint``).
+3. Universal perturbation at the same L-inf eps: robens ``SGDUAP`` vs ART
    ``UniversalPerturbation`` (DeepFool-based, per sample) on a small CNN trained for a few seconds
    on Fashion-MNIST (synthetic data when Fashion-MNIST is absent): time ratio and both
    fooling-rate definitions of each perturbation on held-out images.
@@ -18,9 +22,11 @@ import argparse
 import random
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from bench_early_exit import bench_early_exit
 from torch import nn
 
 from robens.attacks import PGD, SGDUAP, uap_metrics
@@ -189,13 +195,24 @@ def main() -> None:
         help="torch threads (1: immune to oversubscribed cores; 0 keeps torch's default)",
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--skip", choices=("pgd", "uap"), default=None)
+    ap.add_argument("--checkpoint", default="runs/main/checkpoint.safetensors",
+                    help="checkpoint of the early-exit benchmark (the main job's)")
+    ap.add_argument("--exit-test-size", type=int, default=None,
+                    help="test images of the early-exit benchmark (default: all)")
+    ap.add_argument("--skip", choices=("pgd", "early_exit", "uap"), default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     if args.skip != "pgd":
         bench_pgd(args, dev)
+    if args.skip != "early_exit":
+        if Path(args.checkpoint).exists():
+            print()
+            bench_early_exit(args.checkpoint, args.eps, 10, args.exit_test_size,
+                             device=str(dev))
+        else:
+            print(f"\nearly exit: {args.checkpoint} not found (run the main job first)")
     if args.skip != "uap":
         bench_uap(args, dev)
 
