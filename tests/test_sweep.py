@@ -264,7 +264,8 @@ def test_suite_evaluation_and_failed_trials(tmp_path, monkeypatch):
 
     def fake_run_suite(checkpoint, suite, out, progress=False, echo=None):
         calls.append(suite)
-        rec = {"metric": "robust_accuracy", "attack": "fake", "value": 0.5}
+        rec = {"metric": "robust_accuracy", "attack": "fake", "value": 0.5,  # a valid record
+               "method": "fake", "dataset": "synthetic", "model": "1xlenet"}
         atomic_write_text(Path(out) / "results.jsonl", json.dumps(rec) + "\n")
         return {"records": [rec]}
 

@@ -1,5 +1,6 @@
 """Evaluation: the robust-accuracy engine (engine.py), clean accuracy (clean.py), ``robens
-attack`` (attack.py) and resumable attack suites (suite.py, units/).
+attack`` (attack.py) and resumable attack suites (suite.py over runner.py, suite_config.py,
+storage.py, surrogates.py and the registered units in units/).
 
 Names are imported lazily, so importing :mod:`robens.evaluate.engine` stays light.
 """
@@ -14,10 +15,20 @@ _NAMES = {
     "load_suite": "robens.evaluate.suite",
     "run_suite": "robens.evaluate.suite",
     "run_suite_cli": "robens.evaluate.suite",
+    "SuiteRunner": "robens.evaluate.runner",
+    "SurrogateSpec": "robens.evaluate.surrogates",
+    "Surrogates": "robens.evaluate.surrogates",
+    "TrainFn": "robens.evaluate.surrogates",
+    "UnitStore": "robens.evaluate.storage",
+    "UNITS": "robens.evaluate.units",
+    "Unit": "robens.evaluate.units",
+    "UnitContext": "robens.evaluate.units",
+    "register_unit": "robens.evaluate.units",
     "checkpoint_test_set": "robens.evaluate.clean",
     "evaluate_clean_checkpoint": "robens.evaluate.clean",
     "evaluate_attack": "robens.evaluate.engine",
     "Outcome": "robens.evaluate.engine",
+    "Precomputed": "robens.evaluate.engine",
 }
 
 

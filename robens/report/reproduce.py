@@ -2,7 +2,7 @@
 published numbers beside them, the recipe's checks, what the scale reduced, wall times, and
 the general report of every trial (:func:`robens.report.build_report`) under ``full/``.
 
-The input is the plain ``summary.json`` data written by :mod:`robens.reproduce`; nothing else
+The input is the plain ``summary.json`` data written by :mod:`robens.recipes`; nothing else
 is read, so the report can be rebuilt from the records at any time.
 """
 

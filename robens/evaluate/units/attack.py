@@ -1,0 +1,185 @@
+"""The attack unit: one ``attacks:`` entry at one eps, white-box or transfer, via the engine.
+
+White-box examples are crafted on the target; the first batch feeds the gradient-masking
+checks of :func:`robens.attacks.gradient_masking_checks` (AutoAttack-style, Croce & Hein 2020).
+Transfer examples are crafted on a surrogate and, with ``transfer_cache``, read from / stored
+in :mod:`robens.evaluate.transfer_cache` so every target of one surrogate shares them.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+
+from robens.attacks import attack_parameters, canonical_attack_name, gradient_masking_checks
+from robens.errors import InputError
+from robens.evaluate.engine import Outcome, Precomputed, evaluate_attack
+from robens.evaluate.transfer_cache import TransferCache, cache_key, data_digest
+from robens.evaluate.units.base import Records, Strict, UnitContext, as_list, register_unit
+
+
+class AttackEntry(Strict):
+    """One attack x eps list x threat model."""
+
+    attack: str
+    eps: list[float]
+    threat: Literal["white_box", "transfer", "universal"] = "white_box"
+    params: dict[str, Any] = Field(default_factory=dict)
+    combine: Literal["logits", "probs", "loss"] | None = None
+    surrogate: str | None = None
+    name: str | None = None
+    test_size: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    masking_checks: bool = True
+    masking_samples: int = Field(100, ge=1)
+    masking_surrogate: bool = False
+    spsa_check: bool = False
+    fit_split: Literal["train", "test"] = "train"
+    fit_size: int = Field(2000, ge=1)
+    per_sample: bool | None = None
+
+    @field_validator("eps", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return as_list(v)
+
+    @field_validator("eps")
+    @classmethod
+    def _eps(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("give at least one eps")
+        if any(not math.isfinite(e) or e < 0 for e in v):
+            raise ValueError(f"eps must be finite numbers >= 0, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> AttackEntry:
+        try:
+            key = canonical_attack_name(self.attack)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        self.attack = key
+        if self.threat == "universal" and key != "uap":
+            raise ValueError(f"threat 'universal' needs attack 'uap', got {key!r}")
+        if key == "uap" and self.threat != "universal":
+            raise ValueError("attack 'uap' is a universal attack: set threat: universal")
+        if self.threat == "transfer" and not self.surrogate:
+            raise ValueError("threat 'transfer' needs a 'surrogate' (a name or checkpoint path)")
+        accepted = set(attack_parameters(key)) - {"eps", "combine", "seed"}
+        unknown = sorted(set(self.params) - accepted)
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {', '.join(unknown)} for attack {key!r}; it accepts:"
+                f" {', '.join(sorted(accepted))}"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.threat.replace('_', '-')}-{self.attack}"
+
+
+def _transfer_cache(
+    ctx: UnitContext, entry: AttackEntry, eps: float, combine: str | None, batches: list
+) -> tuple[TransferCache | None, str, dict[str, Any]]:
+    """``(cache or None, key, key fields)`` of a transfer unit (see transfer_cache.py)."""
+    setting = ctx.suite.transfer_cache
+    if entry.threat != "transfer" or setting is None:
+        return None, "", {}
+    path, digest = ctx.surrogates.file(entry.surrogate)  # type: ignore[arg-type]
+    if not digest:
+        return None, "", {}
+    fields = {
+        "surrogate_sha256": digest, "attack": entry.attack, "params": entry.params,
+        "combine": combine, "eps": eps, "seed": ctx.suite.seed,
+        "dataset": ctx.full_test.name, "data": data_digest(batches),
+        "device": ctx.device.type, "torch": torch.__version__,
+    }
+    folder = path if path.is_dir() else path.parent
+    root = folder / "transfer-cache" if setting == "auto" else Path(setting)
+    return TransferCache(root), cache_key(fields), fields
+
+
+def _masking(ctx: UnitContext, x, y, result, eps: float, entry: AttackEntry) -> list[str]:
+    try:
+        return gradient_masking_checks(
+            ctx.model, x, y, result,
+            surrogate=ctx.surrogates.first() if entry.masking_surrogate else None,
+            spsa_eps=eps if entry.spsa_check else None, repeat=True,
+        )
+    except InputError as exc:  # a check that does not apply to this attack
+        return [f"gradient-masking checks not run: {exc}"]
+
+
+def _save_samples(ctx: UnitContext, idx: torch.Tensor, out: Outcome, keep_x: bool) -> None:
+    arrays = {
+        "index": idx.numpy(),
+        "label": out.y.numpy(),
+        "pred_clean": out.clean_pred.numpy(),
+        "pred_adv": out.adv_pred.numpy(),
+        "norm": out.norm.numpy(),
+    }
+    if keep_x and out.x_adv is not None:
+        arrays["x_adv"] = out.x_adv.numpy()
+    ctx.store.save_arrays(ctx.uid, **arrays)
+
+
+@register_unit("white_box", AttackEntry, kind="attack")
+@register_unit("transfer", AttackEntry, kind="attack")
+def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
+    """Robust accuracy and success rate of ``entry`` at ``eps`` (white-box or transfer)."""
+    data, idx = ctx.test_data(entry.test_size)
+    batches = list(data.batches(entry.batch_size or ctx.suite.batch_size))
+    extra: dict[str, Any] = {}
+    if entry.threat == "transfer":
+        source, extra = ctx.surrogates.get(entry.surrogate)  # type: ignore[arg-type]
+        combine = entry.combine or "loss"
+    else:
+        source, combine = ctx.model, entry.combine
+    atk = ctx.build_attack(entry.attack, source, eps, combine, entry.params)
+    cache, key, fields = _transfer_cache(ctx, entry, eps, combine, batches)
+    cached = cache.load(key, len(idx)) if cache is not None else None
+    if cached is not None:
+        ctx.echo(f"{entry.label} eps={eps:g}: transfer examples read from {cache.path(key)}")
+    fill_cache = cache is not None and cached is None
+    warnings: list[str] = []
+
+    def first_batch_checks(i: int, x: torch.Tensor, y: torch.Tensor, result: Any) -> None:
+        nonlocal warnings
+        if i == 0 and entry.threat == "white_box" and entry.masking_checks:
+            k = min(entry.masking_samples, x.shape[0])
+            warnings = _masking(ctx, x[:k], y[:k], result.select(slice(0, k)), eps, entry)
+
+    desc = f"{entry.label} eps={eps:g}"
+    out = evaluate_attack(
+        ctx.model, atk, batches, device=ctx.device,
+        keep_adv=ctx.suite.save_adversarial or fill_cache,
+        precomputed=None if cached is None else Precomputed(cached["x_adv"], cached["norm"]),
+        on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
+    )
+    if fill_cache:
+        cache.save(key, out.x_adv, out.norm, fields)  # type: ignore[union-attr, arg-type]
+    robust, clean = out.robust_accuracy, out.clean_accuracy
+    common = dict(
+        attack=entry.attack, eps=eps, threat_model=entry.threat, n=out.n, combine_attack=combine,
+        params=entry.params, clean_accuracy=clean, mean_norm=out.mean_norm,
+        max_norm=out.max_norm, warnings=warnings, **extra,
+    )
+    if entry.per_sample if entry.per_sample is not None else ctx.suite.per_sample:
+        _save_samples(ctx, idx, out, ctx.suite.save_adversarial)
+    recs = [
+        ctx.rec(metric="robust_accuracy", value=robust, **common),
+        ctx.rec(metric="attack_success_rate", value=out.success_rate, **common),
+    ]
+    tag = f" [{len(warnings)} masking warning(s)]" if warnings else ""
+    ctx.echo(
+        f"{entry.threat} {entry.attack} eps={eps:g}: robust {100 * robust:.2f}% (clean"
+        f" {100 * clean:.2f}%) on {out.n} images{tag}"
+    )
+    for w in warnings:
+        ctx.echo(f"warning: {w}")
+    return recs
