@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from robens.errors import ConfigError
 
@@ -130,9 +138,40 @@ class ExperimentConfig(Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     training: TrainingConfig = TrainingConfig()
     output_dir: str = "runs/experiment"
+    _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete_snapshot(self) -> ExperimentConfig:
+        """Snapshot ensembling takes one snapshot per cosine cycle (Huang et al. 2017): the
+        default constant schedule becomes ``cyclic_cosine`` with ``cycles = members``; any
+        other schedule must already be that one."""
+        if self.training.strategy != "snapshot":
+            return self
+        m, sched = self.model.members, self.schedule
+        if sched.name == "constant":
+            self.schedule = sched.model_copy(update={"name": "cyclic_cosine", "cycles": m})
+            self._notes.append(f"snapshot strategy: schedule set to cyclic_cosine with {m} cycles")
+        else:
+            check_snapshot_schedule(sched, m)
+        return self
+
+    @property
+    def notes(self) -> list[str]:
+        """What validation completed (one line each), for the trainer to echo."""
+        return list(self._notes)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def check_snapshot_schedule(schedule: ScheduleConfig, members: int) -> None:
+    """Raise :class:`ConfigError` unless ``schedule`` is cyclic cosine with one cycle a member."""
+    if schedule.name != "cyclic_cosine" or schedule.cycles != members:
+        raise ConfigError(
+            f"strategy 'snapshot' takes one snapshot per cosine cycle: set schedule.name:"
+            f" cyclic_cosine and schedule.cycles: {members} (= model.members), got"
+            f" {schedule.name} with {schedule.cycles} cycle(s)"
+        )
 
 
 def _format_validation_error(exc: ValidationError, source: str, kind: str = "config") -> str:

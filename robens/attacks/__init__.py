@@ -18,6 +18,8 @@ from __future__ import annotations
 # the gradient attacks register first, so error messages list fgsm, rfgsm, ... pgd_cw first
 import robens.attacks.gradient  # noqa: F401
 from robens.attacks.adaptive import adaptive_attack, detect_defenses
+from robens.attacks.apgd import APGD, APGDT
+from robens.attacks.autoattack import AutoAttack
 from robens.attacks.base import Attack, AttackResult, eval_mode
 from robens.attacks.cw import CW, EAD
 from robens.attacks.gradient import BIM, FGSM, IFGSM, MIFGSM, PGD, PGDCW, RFGSM
@@ -33,11 +35,15 @@ from robens.attacks.registry import (
     register_attack,
 )
 from robens.attacks.spsa import SPSA
+from robens.attacks.square import Square
 from robens.attacks.targets import least_likely_targets, next_class_targets, random_targets
 from robens.attacks.uap import SGDUAP, uap_metrics
 
 __all__ = [
+    "APGD",
+    "APGDT",
     "ATTACKS",
+    "AutoAttack",
     "BIM",
     "CW",
     "EAD",
@@ -50,6 +56,7 @@ __all__ = [
     "RFGSM",
     "SGDUAP",
     "SPSA",
+    "Square",
     "Attack",
     "AttackResult",
     "adaptive_attack",

@@ -39,6 +39,7 @@ from robens.attacks.dlr import (
     top_other_classes,
 )
 from robens.attacks.losses import ce_loss
+from robens.attacks.registry import register_attack
 from robens.errors import InputError
 
 MOMENTUM = 0.75
@@ -56,6 +57,7 @@ def _norm_name(norm: str) -> str:
     return norm.lower() if isinstance(norm, str) else norm
 
 
+@register_attack("apgd_ce")
 class APGD(Attack):
     """APGD with the CE or DLR loss (Croce & Hein 2020), untargeted (or targeted CE).
 
@@ -237,6 +239,7 @@ class APGD(Attack):
         return x_out
 
 
+@register_attack("apgdt")
 class APGDT(APGD):
     """APGD-T: APGD on the targeted DLR loss towards each of the ``n_target_classes`` most likely
     other classes in turn (Croce & Hein 2020, Sec. 4); success is any misclassification.

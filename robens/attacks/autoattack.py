@@ -30,6 +30,7 @@ import torch
 from robens.attacks.apgd import APGD, APGDT
 from robens.attacks.base import Attack, Gen, ModelLike
 from robens.attacks.dlr import looks_like_probs
+from robens.attacks.registry import register_attack
 from robens.attacks.square import Square
 from robens.errors import InputError
 
@@ -38,6 +39,7 @@ STAGES = ("apgd-ce", "apgd-dlr", "apgd-t", "square")
 ProgressLike = Callable[[dict[str, Any]], None] | Any
 
 
+@register_attack("aa", "auto_attack")
 class AutoAttack(Attack):
     """AutoAttack (Croce & Hein 2020): the standard, rand or a custom cascade.
 

@@ -34,6 +34,7 @@ import torch
 
 from robens.attacks.base import Attack, Gen, ModelLike
 from robens.attacks.losses import ce_loss, cw_margin
+from robens.attacks.registry import register_attack
 from robens.errors import InputError
 
 _SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
@@ -71,6 +72,7 @@ def eta_block(s: int) -> torch.Tensor:
     return delta / delta.pow(2).sum().sqrt()
 
 
+@register_attack()
 class Square(Attack):
     """Square Attack (Andriushchenko et al. 2020), ``linf`` or ``l2``, margin or CE loss.
 

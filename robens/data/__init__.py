@@ -5,12 +5,15 @@
 >>> x, y = train.tensors()  # float32 in [0, 1], int64
 """
 
+from robens.data.base import ImageDataset
 from robens.data.datasets import (
+    DATASETS,
     KNOWN_DATASETS,
-    ImageDataset,
+    DatasetSpec,
     candidate_dirs,
     canonical_name,
     find_dataset_dir,
+    list_datasets,
     load_dataset,
 )
 from robens.data.download import dataset_info, download_dataset, verify_dataset
@@ -26,8 +29,10 @@ from robens.data.transforms import (
 )
 
 __all__ = [
+    "DATASETS",
     "KNOWN_DATASETS",
     "Augment",
+    "DatasetSpec",
     "ImageDataset",
     "add_truncated_normal_noise",
     "candidate_dirs",
@@ -35,6 +40,7 @@ __all__ = [
     "dataset_info",
     "download_dataset",
     "find_dataset_dir",
+    "list_datasets",
     "load_dataset",
     "make_synthetic",
     "random_crop",

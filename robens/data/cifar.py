@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from robens.data.files import read_file
 from robens.errors import DatasetError
 
 BATCH_FOLDER = "cifar-10-batches-py"
@@ -86,10 +88,7 @@ class SafeUnpickler(pickle.Unpickler):
 def safe_load(path: str | os.PathLike[str]) -> Any:
     """Unpickle ``path`` with :class:`SafeUnpickler` (``encoding="bytes"``, like CIFAR)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = read_file(path)
     try:
         return SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except DatasetError as exc:
@@ -166,3 +165,24 @@ def read_cifar10(folder: str | os.PathLike[str], split: str) -> tuple[np.ndarray
     images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     labels = np.concatenate([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
     return images, labels
+
+
+def expected_split_files(split: str) -> list[str]:
+    """The batch files a CIFAR-10 ``split`` needs, under ``cifar-10-batches-py/``."""
+    return [f"{BATCH_FOLDER}/{b}" for b in batch_names(split)]
+
+
+def split_files(folder: Path, split: str) -> tuple[list[Path], list[str]]:
+    """(files found, names missing) of a CIFAR-10 ``split`` in ``folder``."""
+    where = find_batch_dir(folder, split)
+    names = batch_names(split)
+    if where is None:
+        return [], list(names)
+    found = [where / b for b in names if (where / b).is_file()]
+    return found, [b for b in names if not (where / b).is_file()]
+
+
+def read_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images uint8 [N, 3, 32, 32] and labels int64 [N] of a CIFAR-10 ``split``."""
+    images, labels = read_cifar10(folder, split)
+    return torch.from_numpy(images), torch.from_numpy(labels)

@@ -20,7 +20,9 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from robens.data.cifar import BATCH_FOLDER, TEST_BATCHES, TRAIN_BATCHES, read_cifar10
 from robens.data.datasets import (
+    DATASETS,
     SPLITS,
     _split_files,
     candidate_dirs,
@@ -29,6 +31,8 @@ from robens.data.datasets import (
     find_dataset_dir,
     how_to_get,
 )
+from robens.data.idx import read_bytes, read_idx_shape
+from robens.data.synthetic import DEFAULT_SIZES
 from robens.errors import DatasetError
 
 MIRRORS: dict[str, tuple[str, ...]] = {
@@ -88,8 +92,6 @@ def file_md5(path: str | os.PathLike[str]) -> str:
 
 def content_md5(path: str | os.PathLike[str]) -> str:
     """Hex MD5 of a file's content, decompressed first when it is gzipped."""
-    from robens.data.idx import read_bytes
-
     return hashlib.md5(read_bytes(path), usedforsecurity=False).hexdigest()
 
 
@@ -241,8 +243,6 @@ def download_dataset(
         else:
             raise DatasetError(f"could not download {filename}:\n  " + "\n  ".join(errors))
     if name == "cifar10":
-        from robens.data.cifar import BATCH_FOLDER, TEST_BATCHES, TRAIN_BATCHES
-
         batches = dest / BATCH_FOLDER
         if not all((batches / b).is_file() for b in TRAIN_BATCHES + TEST_BATCHES):
             for archive in files:
@@ -289,7 +289,8 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None) -> dict[
     ``in_shape``, ``class_names`` and, when no folder holds the files, ``how_to_get``.
     """
     name = canonical_name(name)
-    in_shape, class_names = _SHAPES[name]
+    spec = DATASETS.get(name)
+    in_shape, class_names = spec.in_shape, spec.class_names
     info: dict[str, Any] = {
         "name": name,
         "folder": None,
@@ -300,10 +301,9 @@ def dataset_info(name: str, root: str | os.PathLike[str] | None = None) -> dict[
         "in_shape": list(in_shape),
         "class_names": list(class_names),
     }
-    if name == "synthetic":
-        from robens.data.synthetic import DEFAULT_SIZES
-
-        info["splits"] = {s: {"samples": n} for s, n in DEFAULT_SIZES.items()}
+    if spec.generate is not None:  # generated, never read from disk
+        sizes = DEFAULT_SIZES if name == "synthetic" else {}
+        info["splits"] = {s: {"samples": n} for s, n in sizes.items()}
         return info
     info["searched"] = [str(d) for d in candidate_dirs(name, root)]
     folder = find_dataset_dir(name, root)
@@ -330,27 +330,8 @@ def _count(name: str, folder: Path, split: str) -> int:
     if missing:
         raise DatasetError(f"{folder} lacks {missing}")
     if name == "cifar10":
-        from robens.data.cifar import read_cifar10
-
         return int(len(read_cifar10(folder, split)[1]))
-    from robens.data.idx import read_idx_shape
-
     images, labels = (read_idx_shape(p) for p in found)
     if images[0] != labels[0]:
         raise DatasetError(f"{found[0]} has {images[0]} images but {found[1]} {labels[0]} labels")
     return int(images[0])
-
-
-def _shapes() -> dict[str, tuple[tuple[int, int, int], tuple[str, ...]]]:
-    from robens.data.cifar import CLASS_NAMES
-    from robens.data.datasets import FASHION_MNIST_CLASSES, MNIST_CLASSES
-
-    return {
-        "fashion-mnist": ((1, 28, 28), FASHION_MNIST_CLASSES),
-        "mnist": ((1, 28, 28), MNIST_CLASSES),
-        "cifar10": ((3, 32, 32), CLASS_NAMES),
-        "synthetic": ((1, 28, 28), tuple(f"class_{k}" for k in range(10))),
-    }
-
-
-_SHAPES = _shapes()

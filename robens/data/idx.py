@@ -15,12 +15,19 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from robens.data.files import read_file
 from robens.errors import DatasetError
 
 GZIP_MAGIC = b"\x1f\x8b"
 UINT8_CODE = 0x08
 MAX_NDIM = 4
+#: The IDX files of each split of an MNIST-like dataset.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 _DTYPE_NAMES = {
     0x08: "unsigned byte",
@@ -35,10 +42,7 @@ _DTYPE_NAMES = {
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """Return the content of ``path``, decompressed when it starts with the gzip magic."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = read_file(path)
     if raw[:2] != GZIP_MAGIC:
         return raw
     try:
@@ -135,3 +139,52 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, gzip: bool = Fals
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# ---------------------------------------------------------------------------- MNIST-like splits
+def find_idx_file(folder: Path, base: str) -> Path | None:
+    """The IDX file ``base`` in ``folder``: plain, ``.gz``, or with ``.idx`` spelling."""
+    dotted = base.replace("-idx", ".idx")
+    for stem in (base, dotted):
+        for candidate in (folder / stem, folder / f"{stem}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def expected_split_files(split: str) -> list[str]:
+    """The (gzipped) file names an MNIST-like ``split`` needs."""
+    return [f"{f}.gz" for f in IDX_FILES[split]]
+
+
+def split_files(folder: Path, split: str) -> tuple[list[Path], list[str]]:
+    """(files found, names missing) of an MNIST-like ``split`` in ``folder``."""
+    found, missing = [], []
+    for base in IDX_FILES[split]:
+        path = find_idx_file(folder, base)
+        if path is None:
+            missing.append(base)
+        else:
+            found.append(path)
+    return found, missing
+
+
+def read_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images uint8 [N, 1, 28, 28] and labels int64 [N] of an MNIST-like ``split``."""
+    found, _ = split_files(folder, split)
+    image_path, label_path = found
+    images = read_idx(image_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DatasetError(
+            f"{image_path} holds shape {list(images.shape)}, expected [N, 28, 28] images"
+        )
+    labels = read_idx(label_path)
+    if labels.ndim != 1:
+        raise DatasetError(f"{label_path} holds shape {list(labels.shape)}, expected [N] labels")
+    if len(labels) != len(images):
+        raise DatasetError(
+            f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels"
+        )
+    if labels.size and labels.max() > 9:
+        raise DatasetError(f"{label_path} has label {int(labels.max())}, expected 0 to 9")
+    return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype("int64"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from robens.data.datasets import ImageDataset
+from robens.data.base import ImageDataset
 from robens.errors import DatasetError
 
 DEFAULT_SIZES = {"train": 2000, "test": 500}
@@ -82,3 +82,9 @@ def make_synthetic(
         split=split,
         class_names=[f"class_{k}" for k in range(num_classes)],
     )
+
+
+def synthetic_split(size: int | None, split: str) -> ImageDataset:
+    """The ``split`` that :func:`~robens.data.load_dataset` subsets: at least ``size`` samples
+    (and never fewer than the split's default size)."""
+    return make_synthetic(max(size or 0, DEFAULT_SIZES[split]), split)

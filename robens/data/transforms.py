@@ -56,32 +56,37 @@ def _translate(x: torch.Tensor, shifts: torch.Tensor, pad: int) -> torch.Tensor:
     return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
+def _random_translate(
+    x: torch.Tensor, pad: int, name: str, generator: torch.Generator | None, centred: bool
+) -> torch.Tensor:
+    """Translate each image by a random (dy, dx) with |d| <= pad, zero fill.
+
+    The draw is ``randint(-pad, pad + 1)`` used as the shift (``centred``), or
+    ``randint(0, 2 pad + 1)`` used as a crop offset, shift ``pad - offset``.
+    """
+    _check_batch(x)
+    pad = _check_int(pad, name)
+    if pad == 0 or x.shape[0] == 0:
+        return x
+    low = -pad if centred else 0
+    draws = torch.randint(
+        low, low + 2 * pad + 1, (x.shape[0], 2), generator=generator, device=_device(generator)
+    )
+    return _translate(x, draws if centred else pad - draws, pad)
+
+
 def random_shift(
     x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Translate each image by integers (dy, dx) in [-max_shift, max_shift], zero fill."""
-    _check_batch(x)
-    max_shift = _check_int(max_shift, "max_shift")
-    if max_shift == 0 or x.shape[0] == 0:
-        return x
-    shifts = torch.randint(
-        -max_shift, max_shift + 1, (x.shape[0], 2), generator=generator, device=_device(generator)
-    )
-    return _translate(x, shifts, max_shift)
+    return _random_translate(x, max_shift, "max_shift", generator, centred=True)
 
 
 def random_crop(
     x: torch.Tensor, padding: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Zero-pad by ``padding`` on every side, then crop a random window of the original size."""
-    _check_batch(x)
-    padding = _check_int(padding, "padding")
-    if padding == 0 or x.shape[0] == 0:
-        return x
-    offsets = torch.randint(
-        0, 2 * padding + 1, (x.shape[0], 2), generator=generator, device=_device(generator)
-    )
-    return _translate(x, padding - offsets, padding)
+    return _random_translate(x, padding, "padding", generator, centred=False)
 
 
 def random_hflip(

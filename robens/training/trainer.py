@@ -9,16 +9,14 @@ epoch ``e`` exactly and ends with the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from robens.checkpoint import (
     load_checkpoint,
@@ -30,15 +28,18 @@ from robens.checkpoint import (
     split_prefix,
 )
 from robens.config import ExperimentConfig, dump_config
-from robens.data import Augment, ImageDataset, load_dataset
-from robens.data.transforms import add_truncated_normal_noise
+from robens.data.base import ImageDataset
+from robens.data.datasets import load_dataset
 from robens.ensemble import Ensemble
 from robens.errors import CheckpointError, TrainingError
 from robens.factory import build_ensemble, ensemble_meta
 from robens.metrics.accuracy import evaluate_accuracy
 from robens.objectives import Objective, parse_objective
+from robens.progress import Progress
 from robens.runlock import RunLock
+from robens.training.context import BatchAugment, NonFiniteStep, StrategyContext, build_optimizer
 from robens.training.schedules import learning_rate
+from robens.training.strategies import make_strategy
 from robens.utils import (
     atomic_write_json,
     atomic_write_text,
@@ -46,11 +47,12 @@ from robens.utils import (
     derive_seed,
     make_generator,
     resolve_device,
-    rich_progress,
     versions,
 )
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
+PROGRESS_FIELDS = "loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}"
+__all__ = ["CHECKPOINT_NAME", "TrainResult", "TrainState", "Trainer", "build_optimizer"]
 
 
 @dataclass
@@ -74,16 +76,6 @@ class TrainState:
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     skipped_batches: int = 0
-
-
-def build_optimizer(cfg: ExperimentConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam or SGD(momentum) from the config."""
-    o = cfg.optimizer
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.SGD(
-        params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-    )
 
 
 class Trainer:
@@ -123,16 +115,25 @@ class Trainer:
         self.ensemble.to(self.device)
         self.objective: Objective = parse_objective(config.objective, config.terms)
         self.optimizer = build_optimizer(config, list(self.ensemble.parameters()))
-        self.augment = Augment(
-            shift=config.data.augment.shift,
-            crop_padding=config.data.augment.crop_padding,
-            hflip=config.data.augment.hflip,
+        self.augment = BatchAugment.from_config(config.data.augment)
+        for note in config.notes:  # what config validation completed
+            self.echo(note)
+        self.context = StrategyContext(
+            config=config,
+            ensemble=self.ensemble,
+            member_specs=self.member_specs,
+            train_set=self.train_set,
+            val_set=self.val_set,
+            objective=self.objective,
+            optimizer=self.optimizer,
+            make_optimizer=lambda params: build_optimizer(config, params),
+            augment=self.augment,
+            device=self.device,
+            echo=self.echo,
         )
-        from robens.training.strategies import make_strategy
-
-        self.strategy = make_strategy(self)
+        self.strategy = make_strategy(self.context)
         self.state = TrainState()
-        self.config_hash = config_hash(self.cfg.to_dict())  # the strategy may complete it
+        self.config_hash = config_hash(self.cfg.to_dict())
 
     # ------------------------------------------------------------------ setup
     def _load_data(self) -> tuple[ImageDataset, ImageDataset]:
@@ -158,30 +159,9 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return self.strategy.steps_per_epoch()
 
-    # ------------------------------------------------------------------ batches
-    def joint_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled training batches of epoch ``epoch`` (seeded by the epoch)."""
-        gen = make_generator(self.cfg.seed, "shuffle", epoch)
-        yield from self.train_set.batches(self.cfg.data.batch_size, shuffle=True, generator=gen)
-
-    def augment_batch(
-        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Shift/crop/flip, then the GAL paper's D_noise (truncated normal, sigma = eps/2)."""
-        x = self.augment(x, gen)
-        aug = self.cfg.data.augment
-        if aug.noise_eps > 0:
-            noisy = add_truncated_normal_noise(x, aug.noise_eps / 2, gen)
-            if aug.noise_mode == "concat":
-                x, y = torch.cat([x, noisy]), torch.cat([y, y])
-            else:
-                x = noisy
-        return x, y
-
     # ------------------------------------------------------------------ one step
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float] | None:
-        """One optimizer step; returns logged values, or ``None`` for a skipped batch."""
-        self.ensemble.train()
+        """One strategy step at the scheduled learning rate; ``None`` for a skipped batch."""
         lr = learning_rate(
             self.cfg.schedule,
             self.cfg.optimizer.lr,
@@ -189,37 +169,12 @@ class Trainer:
             self.steps_per_epoch,
             self.cfg.training.epochs,
         )
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        batch = self.objective.batch(self.strategy.training_model(), x, y)
-        total, parts = self.objective(batch)
-        if not torch.isfinite(total):
-            bad = [name for name, v in parts.items() if not torch.isfinite(v).all()]
-            return self._nonfinite(f"loss is {total.item()} (non-finite term(s): {', '.join(bad)})")
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        clip = self.cfg.training.grad_clip or math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.ensemble.parameters(), clip)
-        if not torch.isfinite(norm):
-            bad = [
-                n for n, p in self.ensemble.named_parameters()
-                if p.grad is not None and not torch.isfinite(p.grad).all()
-            ]
-            names = ", ".join(self.objective.names())
-            return self._nonfinite(
-                f"non-finite gradients in {bad[:3]} (objective terms: {names})"
-            )
-        self.optimizer.step()
+        try:
+            logs = self.strategy.train_step(x, y, lr, self.state.global_step)
+        except NonFiniteStep as exc:
+            return self._nonfinite(str(exc))
         self.state.global_step += 1
-        self.strategy.on_step_end()
-        with torch.no_grad():
-            if batch.per_member_inputs:  # bagging: each member on its own batch
-                acc = (batch.member_logits.argmax(-1) == batch.y).float().mean().item()
-            else:
-                acc = (batch.logits.argmax(-1) == batch.y).float().mean().item()
-        out = {"loss": total.item(), "acc": acc, "lr": lr}
-        out.update({k: v.item() for k, v in parts.items()})
-        return out
+        return logs
 
     def _nonfinite(self, message: str) -> None:
         step = self.state.global_step
@@ -244,7 +199,11 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         t0 = time.perf_counter()
-        with _progress(self.progress, self.steps_per_epoch, f"epoch {epoch + 1}") as bar:
+        self.strategy.on_epoch_start(epoch)
+        with Progress(self.progress, PROGRESS_FIELDS) as progress:
+            bar = progress.task(
+                f"epoch {epoch + 1}", self.steps_per_epoch, loss=float("nan"), acc=0.0
+            )
             for x, y in self.strategy.epoch_batches(epoch):
                 x, y = x.to(self.device), y.to(self.device)
                 x, y = self.strategy.transform_batch(x, y, gen)
@@ -253,9 +212,10 @@ class Trainer:
                     count += 1
                     for k, v in logs.items():
                         sums[k] = sums.get(k, 0.0) + v
-                    bar.update(loss=logs["loss"], acc=logs["acc"])
+                    bar.advance(loss=logs["loss"], acc=logs["acc"])
                 else:
-                    bar.update()
+                    bar.advance()
+        self.strategy.on_epoch_end(epoch)
         train_means = {k: v / max(count, 1) for k, v in sums.items()}
         record = {
             "epoch": epoch + 1,
@@ -369,30 +329,6 @@ def _epoch_line(record: dict[str, Any]) -> str:
         f" | test acc ensemble {100 * test['ensemble']:.2f}% members [{members}]"
         f" | {record['seconds']:.1f}s"
     )
-
-
-class _progress:
-    """A rich progress bar showing loss and accuracy (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, desc: str) -> None:
-        self.enabled = enabled
-        self.total = total
-        self.desc = desc
-
-    def __enter__(self) -> _progress:
-        if self.enabled:
-            self._p = rich_progress("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f}")
-            self._p.__enter__()
-            self._task = self._p.add_task(self.desc, total=self.total, loss=float("nan"), acc=0.0)
-        return self
-
-    def update(self, **fields: float) -> None:
-        if self.enabled:
-            self._p.update(self._task, advance=1, **fields)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._p.__exit__(*exc)
 
 
 def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
