@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click import exceptions as click_exceptions
 
 import robens
+from robens import choices
 from robens.errors import RobensError
 
 app = typer.Typer(
@@ -94,21 +95,23 @@ def build_train_config(config: Path | None, flags: dict[str, Any], sets: list[st
 @app.command()
 def train(
     config: Path | None = typer.Argument(None, help="Experiment YAML (see configs/)."),
-    dataset: str | None = typer.Option(None, help="fashion-mnist | mnist | cifar10 | synthetic"),
+    dataset: str | None = typer.Option(None, help=choices.datasets()),
     data_root: str | None = typer.Option(None, help="Folder holding the dataset files."),
     train_size: int | None = typer.Option(None, help="Use a random subset of the training set."),
     test_size: int | None = typer.Option(None, help="Use a random subset of the test set."),
     batch_size: int | None = typer.Option(None, help="Training batch size."),
-    model: str | None = typer.Option(None, help="lenet | conv3 | conv4 | resnet20 | resnet26"),
+    model: str | None = typer.Option(None, help=choices.models()),
     members: int | None = typer.Option(None, help="Number of ensemble members M."),
     activation: str | None = typer.Option(None, help="relu | leaky_relu"),
     combine: str | None = typer.Option(None, help="logits | probs | log_probs"),
-    objective: str | None = typer.Option(None, help="e.g. 'ce + 0.5*gal + 0.1*jr'"),
+    objective: str | None = typer.Option(
+        None, help=f"e.g. 'ce + 0.5*gal + 0.1*jr'; terms: {choices.terms()}"
+    ),
     optimizer: str | None = typer.Option(None, help="adam | sgd"),
     lr: float | None = typer.Option(None, help="Learning rate."),
     schedule: str | None = typer.Option(None, help="constant | step | cosine | cyclic_cosine"),
     epochs: int | None = typer.Option(None, help="Number of epochs."),
-    strategy: str | None = typer.Option(None, help="joint | bagging | snapshot"),
+    strategy: str | None = typer.Option(None, help=choices.strategies()),
     device: str | None = typer.Option(None, help="auto | cpu | cuda"),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     seed: int | None = typer.Option(None, help="Random seed."),
@@ -175,7 +178,7 @@ def evaluate(
     from robens.evaluate import evaluate_clean_checkpoint
 
     if suite is not None:
-        from robens.evaluate import run_suite_cli
+        from robens.console import run_suite_cli
 
         run_suite_cli(
             checkpoint, suite, dataset, data_root, test_size, batch_size, out, device, seed,
@@ -207,8 +210,7 @@ def _print_accuracy_table(result: dict[str, Any]) -> None:
 @app.command()
 def attack(
     checkpoint: Path = typer.Argument(..., help="checkpoint.safetensors or its run directory."),
-    attack_name: str = typer.Option("pgd", "--attack", help="fgsm | rfgsm | ifgsm | mifgsm | pgd"
-                                    " | cw | jsma | ead | spsa | uap"),
+    attack_name: str = typer.Option("pgd", "--attack", help=choices.attacks()),
     eps: float = typer.Option(0.1, help="Perturbation budget (pixels in [0, 1])."),
     steps: int | None = typer.Option(None, help="Iterations (attack default when omitted)."),
     alpha: float | None = typer.Option(None, help="Step size (attack default when omitted)."),
@@ -242,7 +244,7 @@ def attack(
 # ---------------------------------------------------------------------------- data
 @data_app.command("info")
 def data_info(
-    name: str = typer.Argument(..., help="fashion-mnist | mnist | cifar10 | synthetic"),
+    name: str = typer.Argument(..., help=choices.datasets()),
     root: str | None = typer.Option(None, help="Folder holding the dataset files."),
 ) -> None:
     """Where a dataset is found, its files and sizes."""
@@ -292,8 +294,8 @@ def sweep(
 @app.command()
 def reproduce(
     name: str | None = typer.Argument(
-        None, help="Recipe: jacobian-ensembles | diversity-training | adp | gdr | mmc |"
-        " rce-detection (configs/reproduce/NAME.yaml), or a recipe YAML path."
+        None, help=f"Recipe: {choices.recipes()} (configs/reproduce/NAME.yaml), or a recipe"
+        " YAML path."
     ),
     scale: str = typer.Option("quick", help="quick | paper (or another scale of the recipe)."),
     dataset: list[str] = typer.Option(

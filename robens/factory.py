@@ -11,8 +11,9 @@ from torch import nn
 from robens.checkpoint import load_checkpoint, module_from_tensors
 from robens.config import ModelConfig
 from robens.ensemble import Ensemble
-from robens.errors import CheckpointError, ConfigError
-from robens.models import build_model
+from robens.errors import CheckpointError
+from robens.models import RCEModel, build_model
+from robens.models.heads import attach_mm_head
 
 
 def member_specs(cfg: ModelConfig, in_shape: Sequence[int], num_classes: int) -> list[dict]:
@@ -42,16 +43,8 @@ def build_member(spec: dict[str, Any]) -> nn.Module:
     name = spec.pop("name")
     model = build_model(name, **spec)
     if head != "linear":
-        try:
-            from robens.models.heads import attach_mm_head
-        except ImportError:  # pragma: no cover - heads ship with the objectives
-            raise ConfigError(f"model head {head!r} is not available in this build") from None
         model = attach_mm_head(model, kind=head, scale=mm_scale)
     if rce:
-        try:
-            from robens.objectives.rce import RCEModel
-        except ImportError:  # pragma: no cover
-            raise ConfigError("rce models are not available in this build") from None
         model = RCEModel(model)
     return model
 

@@ -203,3 +203,25 @@ def test_smoothness_point_depends_on_noise_and_progress():
     assert torch.equal(a, ours(ens, x, y, 3, 10, seed=1))
     assert not torch.equal(a, ours(ens, x, y, 3, 10, seed=2))
     assert not torch.equal(a, ours(ens, x, y, 9, 10, seed=1))
+
+
+def test_the_trainer_gives_trs_its_progress_and_a_seeded_generator(tmp_path, monkeypatch):
+    from conftest import small_config
+
+    from robens.config import validate_config
+    from robens.training import Trainer
+
+    seen: list[tuple[float, bool]] = []
+    original = TRS.__call__
+
+    def spy(self, batch):
+        seen.append((batch.progress, batch.generator is not None))
+        return original(self, batch)
+
+    monkeypatch.setattr(TRS, "__call__", spy)
+    cfg = validate_config(small_config(tmp_path, objective="ce + trs", **{
+        "training.epochs": 2, "training.threads": 1, "data.train_size": 100,
+        "terms": {"trs": {"steps": 1}}}))
+    Trainer(cfg, progress=False, echo=None).fit()
+    steps = len(seen) // 2
+    assert [p for p, _ in seen] == [0.0] * steps + [0.5] * steps and all(g for _, g in seen)

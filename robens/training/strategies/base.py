@@ -101,7 +101,11 @@ class Strategy:
         ctx.ensemble.train()
         for group in ctx.optimizer.param_groups:
             group["lr"] = lr
-        batch = ctx.objective.batch(self.training_model(), x, y)
+        epochs = max(1, ctx.config.training.epochs)
+        progress = (step // max(1, self.steps_per_epoch())) / epochs  # TRS's epoch / epochs
+        gen = make_generator(ctx.seed, "objective", step, device=x.device)
+        batch = ctx.objective.batch(self.training_model(), x, y, progress=progress,
+                                    generator=gen)
         total, parts = ctx.objective(batch)
         if not torch.isfinite(total):
             bad = [name for name, v in parts.items() if not torch.isfinite(v).all()]
