@@ -101,6 +101,7 @@ def budget(atk: Attack, x: torch.Tensor) -> tuple[str, float]:
 
 
 ALL = list(ATTACKS)
+QUERY_ATTACKS = ("spsa", "square")  # score-based attacks count their queries
 DETERMINISTIC = ["fgsm", "ifgsm", "bim", "mifgsm", "cw", "ead", "jsma"]
 SETTINGS = settings(
     max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -154,7 +155,7 @@ def test_attack_properties(name, data):
     assert all(p.grad is None for p in model.parameters())
     assert res.success.shape == res.norm.shape == res.loss.shape == (x.shape[0],)
     assert res.success.dtype == torch.bool
-    if name == "spsa":
+    if name in QUERY_ATTACKS:
         assert res.queries is not None and res.queries.shape == (x.shape[0],)
     else:
         assert res.queries is None
