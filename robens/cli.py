@@ -230,8 +230,12 @@ def attack(
     summary = attack_checkpoint(
         checkpoint, attack=attack_name, eps=eps, steps=steps, alpha=alpha, loss=loss, norm=norm,
         surrogate=surrogate, save=save, test_size=test_size, batch_size=batch_size, out=out,
-        device=device, seed=seed,
+        device=device, seed=seed, progress=sys.stderr.isatty(),
     )
+    if summary.get("stages"):
+        from robens.console import print_stage_table
+
+        print_stage_table(summary["stages"])
     typer.echo(
         f"{summary['attack']} eps={summary['eps']}: clean {100 * summary['clean_accuracy']:.2f}%"
         f" -> robust {100 * summary['robust_accuracy']:.2f}% on {summary['n']} images"

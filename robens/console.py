@@ -73,3 +73,17 @@ def run_suite_cli(
     print_results_table(result["records"])
     print(f"records: {result['results_jsonl']} and {result['results_csv']}")
     return result
+
+
+def print_stage_table(stages: list[dict[str, Any]]) -> None:
+    """A cascade's per-stage log (AutoAttack): robust accuracy after each stage, time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="AutoAttack stages")
+    for col in ("stage", "robust % after", "attacked", "broken", "seconds"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for r in stages:
+        table.add_row(r["stage"], f"{100 * r['robust_accuracy']:.2f}", str(r["n_attacked"]),
+                      str(r["n_broken"]), f"{r['seconds']:.1f}")
+    Console().print(table)

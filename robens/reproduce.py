@@ -3,60 +3,16 @@ kept importable from here. See :mod:`robens.recipes` for the recipe format."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from robens import recipes
 from robens.objectives.base import objective_weights
-from robens.recipes import (
-    RECIPES_DIR,
-    REQUIRED_SCALES,
-    SUMMARIES,
-    Recipe,
-    RecipePlan,
-    RecipeResult,
-    StagePlan,
-    TrialView,
-    build_report,
-    dataset_available,
-    default_output_dir,
-    estimated_cost,
-    format_recipe_plan,
-    list_recipes,
-    load_recipe,
-    plan_recipe,
-    recipe_path,
-    resolve_recipe,
-    run_recipe,
-    spearman,
-    summarize,
-    trial_views,
-    waves,
-    write_summary,
-)
 from robens.utils import deep_merge
 
-__all__ = [
-    "RECIPES_DIR",
-    "REQUIRED_SCALES",
-    "SUMMARIES",
-    "Recipe",
-    "RecipePlan",
-    "RecipeResult",
-    "StagePlan",
-    "TrialView",
-    "build_report",
-    "dataset_available",
-    "deep_merge",
-    "default_output_dir",
-    "estimated_cost",
-    "format_recipe_plan",
-    "list_recipes",
-    "load_recipe",
-    "objective_weights",
-    "plan_recipe",
-    "recipe_path",
-    "resolve_recipe",
-    "run_recipe",
-    "spearman",
-    "summarize",
-    "trial_views",
-    "waves",
-    "write_summary",
-]
+__all__ = [*recipes.__all__, "deep_merge", "objective_weights"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in recipes.__all__:
+        return getattr(recipes, name)
+    raise AttributeError(f"module 'robens.reproduce' has no attribute {name!r}")

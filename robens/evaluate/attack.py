@@ -33,6 +33,7 @@ from robens.errors import InputError
 from robens.evaluate.clean import checkpoint_test_set
 from robens.evaluate.engine import evaluate_attack
 from robens.factory import load_ensemble
+from robens.progress import Progress
 from robens.records import ThreatModel, make_record, records_from_meta, write_json_records
 from robens.utils import atomic_write_bytes, resolve_device
 
@@ -40,6 +41,23 @@ from robens.utils import atomic_write_bytes, resolve_device
 #: (CW) and is otherwise not a budget
 _MIN_NORM = ("cw", "ead", "jsma")
 _MASKING_SAMPLES = 64
+#: attacks whose masking checks skip the "run it again" check (randomized or cascades)
+_NO_REPEAT = ("uap", "apgd", "apgd_t", "square", "autoattack")
+
+
+def merge_stage_logs(logs: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Per-batch stage logs ``[(batch size, log)]`` of a cascade as one log over all images."""
+    n = sum(b for b, _ in logs)
+    out = []
+    for i, first in enumerate(logs[0][1]):
+        out.append({
+            "stage": first["stage"],
+            "robust_accuracy": sum(b * log[i]["robust_accuracy"] for b, log in logs) / n,
+            "n_attacked": sum(log[i]["n_attacked"] for _, log in logs),
+            "n_broken": sum(log[i]["n_broken"] for _, log in logs),
+            "seconds": round(sum(log[i]["seconds"] for _, log in logs), 3),
+        })
+    return out
 
 
 def _run_dir(checkpoint: Path) -> Path:
@@ -130,8 +148,13 @@ def attack_checkpoint(
     out: str | os.PathLike | None = None,
     device: str = "auto",
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Attack a trained checkpoint on (a seeded subset of) its test set.
+
+    ``progress`` shows a bar over the batches (the CLI turns it on for a terminal). A cascade
+    (``autoattack``) adds ``"stages"``: per stage, the robust accuracy after it over all
+    images, the images it attacked and broke, and its seconds (summed over batches).
 
     Returns ``{"attack", "eps", "n", "clean_accuracy", "robust_accuracy", "threat_model",
     "record_path", "warnings", ...}``. Robust accuracy counts a sample when the target
@@ -178,22 +201,29 @@ def attack_checkpoint(
         atk = adaptive_attack(craft, name, **params)
 
     first: list[tuple[torch.Tensor, torch.Tensor, Any]] = []
+    stage_logs: list[tuple[int, list[dict[str, Any]]]] = []
 
     def keep_first(i: int, x: torch.Tensor, y: torch.Tensor, result: Any) -> None:
         if i == 0:
             first.append((x, y, result))
+        if result.info.get("stages"):
+            stage_logs.append((int(y.shape[0]), result.info["stages"]))
 
-    outcome = evaluate_attack(
-        model, atk, data.batches(batch_size), device=dev, keep_adv=save is not None,
-        on_batch=keep_first,
-    )
+    batches = list(data.batches(batch_size))
+    with Progress(progress) as bar:
+        outcome = evaluate_attack(
+            model, atk, batches, device=dev, keep_adv=save is not None, on_batch=keep_first,
+            track=lambda items: bar.track(items, f"{name} eps={eps:g}", len(batches)),
+        )
+    if stage_logs:
+        info["stages"] = merge_stage_logs(stage_logs)
     n = outcome.n
     clean_ok, robust_ok = int(outcome.clean_ok.sum()), int(outcome.robust.sum())
 
     if first and threat == ThreatModel.WHITE_BOX.value:
         x0, y0, r0 = first[0]
         k = min(_MASKING_SAMPLES, x0.shape[0])
-        repeat = name != "uap"
+        repeat = name not in _NO_REPEAT
         warnings += gradient_masking_checks(
             model, x0[:k], y0[:k], r0.select(slice(0, k)), repeat=repeat
         )
@@ -205,6 +235,8 @@ def attack_checkpoint(
     base = records_from_meta(meta, dataset=data.name)
     common = {"attack": name, "eps": eps, "n": n, "threat_model": threat, **surrogate_fields,
               **extra}
+    if "stages" in info:
+        common["stages"] = info["stages"]
     records = [
         make_record(**base, metric="clean_accuracy", value=clean_acc, **common),
         make_record(**base, metric="robust_accuracy", value=robust_acc, **common),

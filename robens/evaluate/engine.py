@@ -43,6 +43,10 @@ def as_batches(batches: Any, batch_size: int = 250) -> Batches:
     return make(batch_size) if callable(make) else batches
 
 
+def _mean(t: torch.Tensor) -> float:
+    return float(t.double().mean())
+
+
 @dataclass
 class Outcome:
     """Per-sample results of one attack on one target (CPU tensors, one entry per sample).
@@ -77,27 +81,17 @@ class Outcome:
         """Per sample: correct both clean and attacked."""
         return self.clean_ok & self.adv_ok
 
-    @property
-    def clean_accuracy(self) -> float:
-        return float(self.clean_ok.double().mean())
-
-    @property
-    def robust_accuracy(self) -> float:
-        return float(self.robust.double().mean())
+    #: accuracy on the clean inputs, robust accuracy, mean and max perturbation norm
+    clean_accuracy = property(lambda self: _mean(self.clean_ok))
+    robust_accuracy = property(lambda self: _mean(self.robust))
+    mean_norm = property(lambda self: _mean(self.norm))
+    max_norm = property(lambda self: float(self.norm.double().max()))
 
     @property
     def success_rate(self) -> float:
         """Fraction of the target's correctly classified samples that the attack fools."""
         clean_ok = self.clean_ok
         return float((clean_ok & ~self.adv_ok).sum()) / max(1, int(clean_ok.sum()))
-
-    @property
-    def mean_norm(self) -> float:
-        return float(self.norm.double().mean())
-
-    @property
-    def max_norm(self) -> float:
-        return float(self.norm.double().max())
 
     def summary(self) -> dict[str, Any]:
         """``{"n", "clean_accuracy", "robust_accuracy", "attack_success_rate", ...}``."""
@@ -230,6 +224,7 @@ def evaluate_adaptive(
     keep_adv: bool = False,
     on_batch: BatchHook | None = None,
     track: Callable[[Any], Iterable] | None = None,
+    early_exit: bool = False,
 ) -> Outcome:
     """Per-sample worst case over the attacker's aggregations of an ensemble.
 
@@ -239,7 +234,8 @@ def evaluate_adaptive(
     robust again), so a sample counts as robust only when it survives all of them.
     ``Outcome.info["broken_by"]`` is the per-sample index into ``aggregations`` of the
     aggregation that broke it (-1: clean error or unbroken) and ``info["broken_counts"]``
-    the count per aggregation. ``on_batch`` sees the first aggregation's full-batch result.
+    the count per aggregation. ``on_batch`` sees the first aggregation's full-batch result;
+    ``early_exit`` as in :func:`evaluate_attack`.
     """
     if not aggregations:
         raise InputError("give at least one aggregation")
@@ -248,6 +244,9 @@ def evaluate_adaptive(
         raise InputError(f"unknown aggregation(s) {unknown}; choose from {list(AGGREGATIONS)}")
     dev = torch.device(device) if device is not None else device_of(target)
     attacks = [build(a) for a in aggregations]
+    for atk in attacks:
+        if early_exit and hasattr(atk, "early_exit"):
+            atk.early_exit = True
     per: dict[str, list[torch.Tensor]] = {k: [] for k in ("y", "clean", "adv", "norm", "by")}
     advs: list[torch.Tensor] = []
     items = as_batches(batches)

@@ -72,25 +72,15 @@ __all__ = [
 def run_suite(
     checkpoint: str | os.PathLike,
     suite: str | os.PathLike | dict | list | SuiteConfig,
-    out: str | os.PathLike | None = None,
-    progress: bool = True,
-    echo: Any = print,
-    dataset: str | None = None,
-    data_root: str | None = None,
-    test_size: int | None = None,
-    batch_size: int | None = None,
-    device: str = "auto",
-    seed: int | None = None,
-    train_fn: TrainFn | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Run an attack suite on a checkpoint; resumable (finished units are skipped).
 
-    :func:`robens.evaluate.runner.run_suite` with ``train_fn`` defaulting to
-    :func:`robens.pipeline.train_checkpoint` (robens' trainer) for ``train:`` surrogates.
-    Returns ``{"records", "results_jsonl", "results_csv", "ran", "skipped", "warnings"}``.
+    :func:`robens.evaluate.runner.run_suite` (same ``options``: ``out``, ``progress``,
+    ``echo``, ``dataset``, ``data_root``, ``test_size``, ``batch_size``, ``device``, ``seed``,
+    ``train_fn``) with ``train_fn`` defaulting to :func:`robens.pipeline.train_checkpoint`
+    (robens' trainer) for ``train:`` surrogates. Returns ``{"records", "results_jsonl",
+    "results_csv", "ran", "skipped", "warnings"}``.
     """
-    return runner.run_suite(
-        checkpoint, suite, out=out, progress=progress, echo=echo, dataset=dataset,
-        data_root=data_root, test_size=test_size, batch_size=batch_size, device=device,
-        seed=seed, train_fn=train_fn or train_checkpoint,
-    )
+    options["train_fn"] = options.get("train_fn") or train_checkpoint
+    return runner.run_suite(checkpoint, suite, **options)

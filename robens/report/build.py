@@ -17,6 +17,7 @@ from pathlib import Path
 import robens
 from robens.report.figures import draw_figures
 from robens.report.runs import Run, load_runs
+from robens.report.stages import stage_tables
 from robens.report.tables import Table, published_tables, run_warnings, summary_table
 from robens.utils import atomic_write_text
 
@@ -100,6 +101,7 @@ def build_report(
     figures = draw_figures(runs, fig_dir)
     summary = summary_table(runs)
     published = published_tables(runs)
+    stages = stage_tables(runs)
     warnings = _warnings(runs)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     sources = ", ".join(sorted({r.run_dir for r in runs}))
@@ -111,6 +113,9 @@ def build_report(
         "<h2>Summary</h2>",
         _table_html(summary),
     ]
+    if stages:
+        body.append("<h2>Attack stages</h2>")
+        body.extend(_table_html(t) for t in stages)
     if warnings:
         body.append("<h2>Warnings</h2>")
         body.append('<ul class="warnings">' + "".join(
@@ -139,6 +144,10 @@ def build_report(
 
     md = ["# robens report", "", f"{len(runs)} run(s) from {sources}; built {stamp}.", "",
           _table_md(summary), ""]
+    if stages:
+        md += ["## Attack stages", ""]
+        for t in stages:
+            md += [_table_md(t), ""]
     if warnings:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     if figures:

@@ -1,7 +1,13 @@
 """The attack unit: one ``attacks:`` entry at one eps, white-box or transfer, via the engine.
 
-White-box examples are crafted on the target; the first batch feeds the gradient-masking
-checks of :func:`robens.attacks.gradient_masking_checks` (AutoAttack-style, Croce & Hein 2020).
+White-box examples are crafted on the target. On an ensemble the attack runs, by default,
+under every aggregation of the members an attacker may choose (averaged logits, log of
+averaged probabilities, averaged losses) and a sample is robust only if it survives all of
+them (``adaptive``; :func:`robens.evaluate.engine.evaluate_adaptive`); samples already broken
+leave iterative attacks early (``early_exit``). The first batch feeds the gradient-masking
+checks of :func:`robens.attacks.gradient_masking_checks` (AutoAttack-style, Croce & Hein 2020)
+and a Square check (queries only, Andriushchenko et al. 2020): a sample that Square breaks
+but the gradient attack does not points at masked gradients.
 Transfer examples are crafted on a surrogate and, with ``transfer_cache``, read from / stored
 in :mod:`robens.evaluate.transfer_cache` so every target of one surrogate shares them.
 """
@@ -17,16 +23,16 @@ from pydantic import Field, field_validator, model_validator
 
 from robens.attacks import attack_parameters, canonical_attack_name, gradient_masking_checks
 from robens.errors import InputError
-from robens.evaluate.engine import Outcome, Precomputed, evaluate_attack
+from robens.evaluate.engine import Outcome, Precomputed, evaluate_adaptive, evaluate_attack
 from robens.evaluate.transfer_cache import TransferCache, cache_key, data_digest
-from robens.evaluate.units.base import Records, Strict, UnitContext, as_list, register_unit
+from robens.evaluate.units.base import FloatList, Records, Strict, UnitContext, register_unit
 
 
 class AttackEntry(Strict):
     """One attack x eps list x threat model."""
 
     attack: str
-    eps: list[float]
+    eps: FloatList
     threat: Literal["white_box", "transfer", "universal"] = "white_box"
     params: dict[str, Any] = Field(default_factory=dict)
     combine: Literal["logits", "probs", "loss"] | None = None
@@ -41,11 +47,12 @@ class AttackEntry(Strict):
     fit_split: Literal["train", "test"] = "train"
     fit_size: int = Field(2000, ge=1)
     per_sample: bool | None = None
-
-    @field_validator("eps", mode="before")
-    @classmethod
-    def _listify(cls, v: Any) -> Any:
-        return as_list(v)
+    # white-box only: worst case over the attacker's ensemble aggregations (None: on for an
+    # ensemble of 2+ members when no combine is given); early exit of broken samples
+    adaptive: bool | None = None
+    early_exit: bool = True
+    square_check: bool = True
+    square_queries: int = Field(1000, ge=1)
 
     @field_validator("eps")
     @classmethod
@@ -128,6 +135,32 @@ def _save_samples(ctx: UnitContext, idx: torch.Tensor, out: Outcome, keep_x: boo
     ctx.store.save_arrays(ctx.uid, **arrays)
 
 
+def square_check(
+    ctx: UnitContext, entry: AttackEntry, eps: float, batches: list, out: Outcome,
+    extra: dict[str, Any],
+) -> list[str]:
+    """Square (queries only) on the first ``masking_samples`` images at the same eps: the
+    samples it breaks that the gradient attack left robust (``extra["square_check"]``)."""
+    norm = entry.params.get("norm", "linf")
+    if "eps" not in attack_parameters(entry.attack) or norm not in ("linf", "l2") or eps <= 0:
+        return []
+    x, y = batches[0]
+    k = min(entry.masking_samples, y.shape[0])
+    x, y = x[:k].to(ctx.device), y[:k].to(ctx.device)
+    square = ctx.build_attack("square", ctx.model, eps, None,
+                              {"norm": norm, "n_queries": entry.square_queries})
+    with torch.no_grad():
+        broken = ctx.model(square(x, y)).argmax(-1).cpu() != y.cpu()
+    only_square = int((broken & out.robust[:k]).sum())
+    extra["square_check"] = {"n": k, "queries": entry.square_queries,
+                             "square_broken": int(broken.sum()), "square_only": only_square}
+    if only_square:
+        return [f"Square ({entry.square_queries} queries, no gradients) breaks {only_square} of"
+                f" {k} images that {entry.attack} left robust at eps={eps:g}: the gradients"
+                " may be masked"]
+    return []
+
+
 @register_unit("white_box", AttackEntry, kind="attack")
 @register_unit("transfer", AttackEntry, kind="attack")
 def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
@@ -155,17 +188,38 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
             warnings = _masking(ctx, x[:k], y[:k], result.select(slice(0, k)), eps, entry)
 
     desc = f"{entry.label} eps={eps:g}"
-    out = evaluate_attack(
-        ctx.model, atk, batches, device=ctx.device,
-        keep_adv=ctx.suite.save_adversarial or fill_cache,
-        precomputed=None if cached is None else Precomputed(cached["x_adv"], cached["norm"]),
-        on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
-    )
+    white = entry.threat == "white_box"
+    adaptive = white and (entry.adaptive if entry.adaptive is not None
+                          else ctx.members >= 2 and entry.combine is None)
+    early = white and entry.early_exit
+    if adaptive:
+        combine = "adaptive"
+
+        def build(aggregation: str) -> Any:
+            return ctx.build_attack(entry.attack, source, eps, aggregation, entry.params)
+
+        out = evaluate_adaptive(
+            ctx.model, build, batches, device=ctx.device, keep_adv=ctx.suite.save_adversarial,
+            on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
+            early_exit=early,
+        )
+        extra["broken_by"] = out.info["broken_counts"]
+    else:
+        out = evaluate_attack(
+            ctx.model, atk, batches, device=ctx.device,
+            keep_adv=ctx.suite.save_adversarial or fill_cache,
+            precomputed=None if cached is None else Precomputed(cached["x_adv"], cached["norm"]),
+            on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
+            early_exit=early,
+        )
+    if white and entry.square_check and entry.masking_checks:
+        warnings += square_check(ctx, entry, eps, batches, out, extra)
     if fill_cache:
         cache.save(key, out.x_adv, out.norm, fields)  # type: ignore[union-attr, arg-type]
     robust, clean = out.robust_accuracy, out.clean_accuracy
     common = dict(
         attack=entry.attack, eps=eps, threat_model=entry.threat, n=out.n, combine_attack=combine,
+        early_exit=early,
         params=entry.params, clean_accuracy=clean, mean_norm=out.mean_norm,
         max_norm=out.max_norm, warnings=warnings, **extra,
     )

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from robens.data import ImageDataset, load_dataset
 from robens.evaluate.storage import UnitStore
@@ -42,6 +42,11 @@ class Strict(BaseModel):
 def as_list(v: Any) -> Any:
     """A lone number as a one-element list (``eps: 0.1`` -> ``[0.1]``)."""
     return [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
+#: a list of numbers that a spec also accepts as one number (``sigmas: 0.1``)
+FloatList = Annotated[list[float], BeforeValidator(as_list)]
+IntList = Annotated[list[int], BeforeValidator(as_list)]
 
 
 @dataclass(frozen=True)

@@ -3,25 +3,25 @@ crafted on the model itself or on a surrogate (``source``) and checked on the ta
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field, field_validator
 
 from robens.errors import InputError
-from robens.evaluate.units.base import Records, Strict, UnitContext, as_list, register_unit
+from robens.evaluate.units.base import (
+    FloatList,
+    IntList,
+    Records,
+    Strict,
+    UnitContext,
+    register_unit,
+)
 from robens.metrics.gaas import gaas_success, regular_hadamard
 
 
 class GAASSpec(Strict):
-    eps: list[float] = Field(default_factory=lambda: [0.1])
-    k: list[int] = Field(default_factory=lambda: [4, 16, 36, 64])
+    eps: FloatList = Field(default_factory=lambda: [0.1])
+    k: IntList = Field(default_factory=lambda: [4, 16, 36, 64])
     samples: int = Field(200, ge=1)
     source: str | None = None
-
-    @field_validator("eps", "k", mode="before")
-    @classmethod
-    def _listify(cls, v: Any) -> Any:
-        return as_list(v)
 
     @field_validator("k")
     @classmethod

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field
 
-from pydantic import Field, field_validator
-
-from robens.evaluate.units.base import Records, Strict, UnitContext, as_list, register_unit
+from robens.evaluate.units.base import FloatList, Records, Strict, UnitContext, register_unit
 from robens.metrics.robustness import noise_accuracy
 
 
 class NoiseSpec(Strict):
-    sigmas: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2])
+    sigmas: FloatList = Field(default_factory=lambda: [0.05, 0.1, 0.2])
     samples: int | None = Field(None, ge=1)
-
-    @field_validator("sigmas", mode="before")
-    @classmethod
-    def _listify(cls, v: Any) -> Any:
-        return as_list(v)
 
 
 @register_unit("noise", NoiseSpec)

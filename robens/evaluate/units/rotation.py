@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field
 
-from pydantic import Field, field_validator
-
-from robens.evaluate.units.base import Records, Strict, UnitContext, as_list, register_unit
+from robens.evaluate.units.base import FloatList, Records, Strict, UnitContext, register_unit
 from robens.metrics.robustness import rotation_accuracy
 
 
 class RotationSpec(Strict):
-    degrees: list[float] = Field(default_factory=lambda: [5.0, 10.0, 15.0])
+    degrees: FloatList = Field(default_factory=lambda: [5.0, 10.0, 15.0])
     samples: int | None = Field(None, ge=1)
-
-    @field_validator("degrees", mode="before")
-    @classmethod
-    def _listify(cls, v: Any) -> Any:
-        return as_list(v)
 
 
 @register_unit("rotation", RotationSpec)

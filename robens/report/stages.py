@@ -1,0 +1,41 @@
+"""Per-stage tables of cascades (AutoAttack) and of adaptive aggregation, from the records."""
+
+from __future__ import annotations
+
+from robens.report.runs import Run
+from robens.report.tables import Table, pct
+
+
+def stage_tables(runs: list[Run]) -> list[Table]:
+    """One table per run and cascade record: robust accuracy after each stage, images
+    attacked and broken, seconds; and which of the attacker's aggregations broke how many
+    images where the attack ran adaptively over an ensemble's aggregations."""
+    out: list[Table] = []
+    for run in runs:
+        for r in run.robust():
+            stages = r.get("stages")
+            if isinstance(stages, list) and stages:
+                rows = [[str(s.get("stage")), pct(s.get("robust_accuracy"), 2),
+                         str(s.get("n_attacked")), str(s.get("n_broken")),
+                         f"{float(s.get('seconds') or 0):.1f}"] for s in stages]
+                out.append(Table(
+                    f"{run.label}: {r.get('attack')} eps={float(r.get('eps', 0)):g} stages"
+                    f" (n = {r.get('n')})",
+                    ["stage", "robust % after", "attacked", "broken", "seconds"], rows,
+                    note="Each stage attacks only the images still robust after the ones"
+                    " before it; robust % counts images correct clean and under every stage.",
+                ))
+            broken = r.get("broken_by")
+            if isinstance(broken, dict) and broken:
+                order = ["logits", "probs", "loss"]
+                broken = {k: broken[k] for k in sorted(
+                    broken, key=lambda k: (order.index(k) if k in order else 9, k))}
+                out.append(Table(
+                    f"{run.label}: {r.get('attack')} eps={float(r.get('eps', 0)):g}, images"
+                    " broken per aggregation (adaptive)",
+                    list(broken), [[str(v) for v in broken.values()]],
+                    note="The attack ran under each way an attacker may combine the members"
+                    " (averaged logits, log of averaged probabilities, averaged losses), each"
+                    " on the images the earlier ones left robust.",
+                ))
+    return out
