@@ -1,0 +1,104 @@
+"""AutoAttack on a checkpoint: robens vs torchattacks, and the per-sample worst-case check.
+
+1. robens ``AutoAttack`` (standard: APGD-CE, APGD-T, Square; FAB-T is not built) against
+   torchattacks running the same stages with the same parameters (``MultiAttack`` of
+   ``APGD``, ``APGDT``, ``Square``): robust accuracy and wall time of each, in one run.
+2. The worst-case property on the same images: every sample robust under AutoAttack is robust
+   under FGSM, PGD-20 and APGD-CE (each run on its own), and AutoAttack's robust accuracy is
+   at most the minimum of theirs. Prints AutoAttack's per-stage log.
+
+    python benchmarks/bench_autoattack.py runs/main/checkpoint.safetensors --test-size 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", nargs="?", default="runs/main/checkpoint.safetensors")
+    ap.add_argument("--eps", type=float, default=0.1)
+    ap.add_argument("--test-size", type=int, default=1000)
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--n-queries", type=int, default=5000)
+    ap.add_argument("--skip-torchattacks", action="store_true")
+    args = ap.parse_args()
+
+    from robens.attacks import APGD, FGSM, PGD, AutoAttack
+    from robens.evaluate.attack import merge_stage_logs
+    from robens.evaluate.clean import checkpoint_test_set
+    from robens.evaluate.engine import evaluate_attack
+    from robens.factory import load_ensemble
+
+    model, meta = load_ensemble(args.checkpoint)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    data = checkpoint_test_set(meta, None, None, args.test_size, 0)
+    batches = list(data.batches(args.batch_size))
+    eps = args.eps
+    logs: list = []
+
+    def keep(i, x, y, result):
+        logs.append((int(y.shape[0]), result.info["stages"]))
+
+    aa = AutoAttack(model, eps=eps, steps=args.steps, n_queries=args.n_queries, seed=0)
+    t = time.perf_counter()
+    ours = evaluate_attack(model, aa, batches, on_batch=keep)
+    t_ours = time.perf_counter() - t
+    print(f"AutoAttack (standard without FAB-T) at eps={eps:g} on {ours.n} test images of"
+          f" {args.checkpoint}, {torch.get_num_threads()} thread(s):")
+    print(f"  {'stage':<10} {'robust % after':>14} {'attacked':>9} {'broken':>7} {'seconds':>8}")
+    for s in merge_stage_logs(logs):
+        print(f"  {s['stage']:<10} {100 * s['robust_accuracy']:>14.2f} {s['n_attacked']:>9d}"
+              f" {s['n_broken']:>7d} {s['seconds']:>8.1f}")
+    print(f"  robens AutoAttack: robust {100 * ours.robust_accuracy:.2f}% in {t_ours:.1f} s")
+
+    if not args.skip_torchattacks:
+        import torchattacks
+
+        stages = [
+            torchattacks.APGD(model, eps=eps, steps=args.steps, n_restarts=1, loss="ce",
+                              seed=0),
+            torchattacks.APGDT(model, eps=eps, steps=args.steps, n_restarts=1, n_classes=10,
+                               seed=0),
+            torchattacks.Square(model, eps=eps, n_queries=args.n_queries, n_restarts=1,
+                                p_init=0.8, seed=0),
+        ]
+        multi = torchattacks.MultiAttack(stages)
+        t = time.perf_counter()
+        rob = []
+        for x, y in batches:
+            x_adv = multi(x, y)
+            with torch.no_grad():
+                rob.append((model(x).argmax(-1) == y) & (model(x_adv).argmax(-1) == y))
+        t_theirs = time.perf_counter() - t
+        theirs = float(torch.cat(rob).double().mean())
+        print(f"  torchattacks MultiAttack(APGD, APGDT, Square): robust {100 * theirs:.2f}%"
+              f" in {t_theirs:.1f} s")
+        print(f"  time ratio robens/torchattacks = {t_ours / t_theirs:.3f}; robust accuracy"
+              f" robens {'<=' if ours.robust_accuracy <= theirs else '>'} torchattacks")
+
+    print("worst case over attacks, per sample:")
+    others = {
+        "fgsm": FGSM(model, eps),
+        "pgd-20": PGD(model, eps, steps=20, seed=0),
+        "apgd-ce": APGD(model, eps=eps, steps=args.steps, seed=0),
+    }
+    ok = True
+    for name, atk in others.items():
+        out = evaluate_attack(model, atk, batches)
+        sub = not bool((ours.robust & ~out.robust).any())
+        ok &= sub and ours.robust_accuracy <= out.robust_accuracy
+        print(f"  {name:<8} robust {100 * out.robust_accuracy:6.2f}%; every AutoAttack-robust"
+              f" sample robust here: {'yes' if sub else 'NO'}")
+    print("AutoAttack <= each attack, per sample:", "PASS" if ok else "FAIL")
+
+
+if __name__ == "__main__":
+    main()
