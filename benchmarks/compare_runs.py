@@ -9,13 +9,17 @@ path under RUN_B; records are read through :func:`robens.records.read_json_recor
 one) and compared in order, field by field, exactly (floats bit for bit). Ignored by default:
 ``versions`` and ``schema_version`` (the library and schema versions, not results). Training
 histories are compared without their wall times, and every ``*.safetensors`` file's tensors are
-compared bit for bit. Exit status 0 when everything is identical, 1 otherwise.
+compared bit for bit. Suite unit ids (``suite/units/<label>-<hash>.json`` and the records'
+``unit`` field) hash the checkpoint's digest, which covers its metadata and so its training
+wall times: they differ between any two runs, so unit files are matched by their label and
+``unit`` is ignored. Exit status 0 when everything is identical, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,8 @@ from safetensors.torch import load_file
 
 from robens.records import read_json_records, upgrade_record
 
-DEFAULT_IGNORE = ("versions", "schema_version")
+DEFAULT_IGNORE = ("versions", "schema_version", "unit")
+_UNIT_HASH = re.compile(r"-[0-9a-f]{10}(\.json|-delta\.npz|\.npz)$")
 TIMING_KEYS = ("seconds", "finished", "started", "wall_seconds")
 
 
@@ -37,6 +42,11 @@ def _records_of(path: Path) -> list[dict[str, Any]] | None:
         recs = obj.get("records") if isinstance(obj, dict) else None
         return [upgrade_record(r) for r in recs] if isinstance(recs, list) else None
     return None
+
+
+def _unit_key(rel: Path) -> str:
+    """A unit file's path without its id hash (``units/pgd10-eps0.1``)."""
+    return _UNIT_HASH.sub(r"\1", str(rel))
 
 
 def _strip(obj: Any, ignore: set[str]) -> Any:
@@ -69,9 +79,13 @@ def compare(run_a: Path, run_b: Path, ignore: set[str]) -> dict[str, Any]:
     """``{"files", "records", "tensors", "differences": [...], "missing": [...]}``."""
     report: dict[str, Any] = {"files": 0, "records": 0, "tensors": 0, "histories": 0,
                               "differences": [], "missing": []}
+    units_b = {_unit_key(p.relative_to(run_b)): p for p in run_b.rglob("*")
+               if p.is_file() and p.parent.name == "units"}
     for pa in sorted(p for p in run_a.rglob("*") if p.is_file()):
         rel = pa.relative_to(run_a)
         pb = run_b / rel
+        if pa.parent.name == "units":
+            pb = units_b.get(_unit_key(rel), pb)
         is_weights = pa.suffix == ".safetensors"
         is_history = pa.name == "history.json"
         recs_a = None if (is_weights or is_history) else _records_of(pa)
