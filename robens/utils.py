@@ -91,13 +91,6 @@ def chunks(seq: list, size: int) -> Iterable[list]:
         yield seq[i : i + size]
 
 
-def rich_progress(*fields: str, eta: bool = True) -> Any:
-    """Deprecated alias of :func:`robens.progress.rich_progress`."""
-    from robens.progress import rich_progress as _rp
-
-    return _rp(*fields, eta=eta)
-
-
 def _modules_of(model: object) -> list[torch.nn.Module]:
     if isinstance(model, torch.nn.Module):
         return list(model.modules())
