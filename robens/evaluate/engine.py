@@ -122,6 +122,11 @@ class Precomputed:
     success: torch.Tensor | None = None
 
 
+def _items(batches: Batches, track: Callable[[Any], Iterable] | None) -> Iterable:
+    items = as_batches(batches)
+    return track(items) if track is not None else items
+
+
 def _predict(target: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return target(x).argmax(-1)
@@ -170,11 +175,8 @@ def evaluate_attack(
     per: dict[str, list[torch.Tensor]] = {k: [] for k in ("y", "clean", "adv", "norm", "succ")}
     advs: list[torch.Tensor] = []
     start = 0
-    items = as_batches(batches)
-    if track is not None:
-        items = track(items)
     with eval_mode(target):
-        for bi, (x, y) in enumerate(items):
+        for bi, (x, y) in enumerate(_items(batches, track)):
             x, y = x.to(dev), y.to(dev)
             if precomputed is not None:
                 stop = start + y.shape[0]
@@ -249,11 +251,8 @@ def evaluate_adaptive(
             atk.early_exit = True
     per: dict[str, list[torch.Tensor]] = {k: [] for k in ("y", "clean", "adv", "norm", "by")}
     advs: list[torch.Tensor] = []
-    items = as_batches(batches)
-    if track is not None:
-        items = track(items)
     with eval_mode(target):
-        for bi, (x, y) in enumerate(items):
+        for bi, (x, y) in enumerate(_items(batches, track)):
             x, y = x.to(dev), y.to(dev)
             clean = _predict(target, x)
             alive = clean == y
