@@ -93,17 +93,6 @@ class Outcome:
         clean_ok = self.clean_ok
         return float((clean_ok & ~self.adv_ok).sum()) / max(1, int(clean_ok.sum()))
 
-    def summary(self) -> dict[str, Any]:
-        """``{"n", "clean_accuracy", "robust_accuracy", "attack_success_rate", ...}``."""
-        return {
-            "n": self.n,
-            "clean_accuracy": self.clean_accuracy,
-            "robust_accuracy": self.robust_accuracy,
-            "attack_success_rate": self.success_rate,
-            "mean_norm": self.mean_norm,
-            "max_norm": self.max_norm,
-        }
-
 
 #: attacks with an early exit: the iterative gradient attacks (I-FGSM/BIM, MI-FGSM, PGD,
 #: PGD-CW) return, for a sample that leaves, the first iterate that fools the attacked model
@@ -168,7 +157,7 @@ def evaluate_attack(
         attack.early_exit = True
         try:
             return evaluate_attack(target, attack, batches, device=device, keep_adv=keep_adv,
-                                   on_batch=on_batch, track=track)
+                                   precomputed=precomputed, on_batch=on_batch, track=track)
         finally:
             attack.early_exit = saved
     dev = torch.device(device) if device is not None else device_of(target)

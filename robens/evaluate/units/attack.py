@@ -173,7 +173,10 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
         combine = entry.combine or "loss"
     else:
         source, combine = ctx.model, entry.combine
-    atk = ctx.build_attack(entry.attack, source, eps, combine, entry.params)
+
+    def build(aggregation: str | None) -> Any:
+        return ctx.build_attack(entry.attack, source, eps, aggregation, entry.params)
+
     cache, key, fields = _transfer_cache(ctx, entry, eps, combine, batches)
     cached = cache.load(key, len(idx)) if cache is not None else None
     if cached is not None:
@@ -194,10 +197,6 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
     early = white and entry.early_exit
     if adaptive:
         combine = "adaptive"
-
-        def build(aggregation: str) -> Any:
-            return ctx.build_attack(entry.attack, source, eps, aggregation, entry.params)
-
         out = evaluate_adaptive(
             ctx.model, build, batches, device=ctx.device, keep_adv=ctx.suite.save_adversarial,
             on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
@@ -206,7 +205,7 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
         extra["broken_by"] = out.info["broken_counts"]
     else:
         out = evaluate_attack(
-            ctx.model, atk, batches, device=ctx.device,
+            ctx.model, build(combine), batches, device=ctx.device,
             keep_adv=ctx.suite.save_adversarial or fill_cache,
             precomputed=None if cached is None else Precomputed(cached["x_adv"], cached["norm"]),
             on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
