@@ -49,7 +49,7 @@ def main() -> None:
 
     aa = AutoAttack(model, eps=eps, steps=args.steps, n_queries=args.n_queries, seed=0)
     t = time.perf_counter()
-    ours = evaluate_attack(model, aa, batches, on_batch=keep)
+    ours = evaluate_attack(model, aa, batches, on_batch=keep, early_exit=True)
     t_ours = time.perf_counter() - t
     print(f"AutoAttack (standard without FAB-T) at eps={eps:g} on {ours.n} test images of"
           f" {args.checkpoint}, {torch.get_num_threads()} thread(s):")

@@ -238,3 +238,29 @@ def test_oracle_torchattacks_linf(fm, kind: str, n_targets: int) -> None:
 @pytest.mark.parametrize("kind", ["ce", "dlr", "t"])
 def test_oracle_torchattacks_full(fm, norm: str, kind: str) -> None:
     _oracle(fm, 1000, norm, kind, 9)
+
+
+# ---------------------------------------------------------------------------- early exit
+@pytest.mark.parametrize("kind", ["ce", "t"])
+def test_early_exit_keeps_robust_accuracy_and_the_unbroken_trajectories(fm, kind: str) -> None:
+    """A sample leaves at its first fooling iterate; the others take the same steps, so the
+    per-sample success and the unbroken samples' results equal the full run's."""
+    model, x, y = fm
+    x, y = x[:200], y[:200]
+
+    def make():
+        if kind == "t":
+            return APGDT(model, eps=0.05, steps=20, n_target_classes=3)
+        return APGD(model, eps=0.05, steps=20, n_restarts=2)
+
+    full = make().run(x, y)
+    atk = make()
+    atk.early_exit = True
+    early = atk.run(x, y)
+    assert 0 < int(full.success.sum()) < len(y)  # both outcomes occur
+    assert torch.equal(early.success, full.success)
+    assert torch.equal(early.success, ~robust_acc(model, early.x_adv, y))
+    kept = ~full.success
+    assert (early.x_adv[kept] - full.x_adv[kept]).abs().amax() <= 1e-5
+    assert float((early.x_adv - x).abs().amax()) <= 0.05 + 1e-6
+    assert float(early.x_adv.min()) >= 0 and float(early.x_adv.max()) <= 1

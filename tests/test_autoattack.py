@@ -98,3 +98,16 @@ def test_ensemble_and_probability_warning(fm) -> None:
     probs = torch.nn.Sequential(model, torch.nn.Softmax(-1))
     with pytest.warns(UserWarning, match="probabilities"):
         AutoAttack(probs, eps=0.05, version="custom", attacks=["apgd-dlr"], steps=3).run(x, y)
+
+
+def test_early_exit_reaches_the_stages_and_keeps_robust_accuracy(fm) -> None:
+    model, x, y = fm
+    kw = dict(eps=0.05, steps=10, n_target_classes=2, n_queries=30)
+    full = AutoAttack(model, **kw).run(x, y)
+    aa = AutoAttack(model, **kw)
+    aa.early_exit = True
+    assert all(atk.early_exit for _, atk in aa.stages if hasattr(atk, "early_exit"))
+    early = aa.run(x, y)
+    assert torch.equal(early.success, full.success)
+    aa.early_exit = False
+    assert not any(getattr(atk, "early_exit", False) for _, atk in aa.stages)

@@ -79,6 +79,8 @@ class APGD(Attack):
     deterministic = False
     supported_norms = ("linf", "l2")
     supported_losses = ("ce", "dlr")
+    #: leave a run at the first fooling iterate (set by the evaluation engine; see single_run)
+    early_exit: bool = False
 
     def __init__(
         self,
@@ -161,7 +163,10 @@ class APGD(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One APGD run: ``(x_best, loss_best, fooled, x_fooled)`` per sample.
 
-        ``x_init`` replaces the random start (for tests and warm starts).
+        ``x_init`` replaces the random start (for tests and warm starts). With ``early_exit``
+        a sample leaves the run at the first iterate that fools the model (its ``x_fooled``);
+        every per-sample quantity of APGD (step size, checkpoints, best point) is the sample's
+        own, so the samples that stay take exactly the steps they would take without it.
         """
         view = (-1, *([1] * (x.dim() - 1)))
         x_adv = self._start(x, gen) if x_init is None else x_init.detach().clone()
@@ -169,6 +174,8 @@ class APGD(Attack):
         fooled = self.is_success(logits, y)
         x_fooled = x_adv.clone()
         x_best, loss_best, grad_best = x_adv.clone(), loss.clone(), grad.clone()
+        out_best, out_loss = x_best, loss_best  # full-batch results (early exit writes into them)
+        act = torch.arange(x.shape[0], device=x.device)  # batch positions still in the run
         eta = torch.full((x.shape[0],), 2.0 * self.eps, dtype=x.dtype, device=x.device)
         x_prev = x_adv
         marks = set(checkpoints(self.steps))
@@ -177,17 +184,41 @@ class APGD(Attack):
         best_at_check = loss_best.clone()
         reduced_at_check = torch.ones_like(fooled)
         last_mark = 0
-        for k in range(self.steps):
+        target = self._target
+        xa, ya = x, y
+        for k in range(self.steps + 1):
+            if self.early_exit:
+                stay = ~fooled[act]
+                if not bool(stay.all()):
+                    out_best[act] = x_best
+                    out_loss[act] = loss_best
+                    act = act[stay]
+                    xa, ya = x[act], y[act]
+                    x_adv, x_prev, grad, loss = x_adv[stay], x_prev[stay], grad[stay], loss[stay]
+                    x_best, loss_best = x_best[stay].clone(), loss_best[stay].clone()
+                    grad_best, eta, n_incr = grad_best[stay], eta[stay], n_incr[stay]
+                    loss_prev, best_at_check = loss_prev[stay], best_at_check[stay]
+                    reduced_at_check = reduced_at_check[stay]
+                    if target is not None:
+                        self._target = target[act]
+                if act.numel() == 0:
+                    break
+            if k == self.steps:
+                break
             a = 1.0 if k == 0 else MOMENTUM
-            z = self._step(x_adv, x, eta.view(view), grad)
+            z = self._step(x_adv, xa, eta.view(view), grad)
             x_new = project(
-                x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_prev), x, self.eps, self.norm
+                x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_prev), xa, self.eps, self.norm
             )
             x_prev, x_adv = x_adv, x_new
-            grad, loss, logits = self._grad(x_adv, y)
-            succ = self.is_success(logits, y)
-            fooled |= succ
-            x_fooled = torch.where(succ.view(view), x_adv, x_fooled)
+            grad, loss, logits = self._grad(x_adv, ya)
+            succ = self.is_success(logits, ya)
+            if self.early_exit:
+                fooled[act] |= succ
+                x_fooled[act[succ]] = x_adv[succ]
+            else:
+                fooled |= succ
+                x_fooled = torch.where(succ.view(view), x_adv, x_fooled)
             n_incr += (loss > loss_prev).long()
             loss_prev = loss
             better = loss > loss_best
@@ -205,7 +236,12 @@ class APGD(Attack):
                 best_at_check = loss_best.clone()
                 n_incr.zero_()
                 last_mark = k + 1
-        return x_best, loss_best, fooled, x_fooled
+        self._target = target
+        if not self.early_exit:
+            return x_best, loss_best, fooled, x_fooled
+        out_best[act] = x_best
+        out_loss[act] = loss_best
+        return out_best, out_loss, fooled, x_fooled
 
     # ------------------------------------------------------------------ driver
     def _targets(self, logits: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor | None]:

@@ -96,6 +96,7 @@ class AutoAttack(Attack):
             names = list(attacks or [])
             if not names:
                 raise InputError("version='custom' needs at least one attack")
+        self._early_exit = False
         self.stages: list[tuple[str, Attack]] = [self._stage(a) for a in names]
         self.last_log: list[dict[str, Any]] = []
         self.params: dict[str, Any] = {
@@ -128,6 +129,18 @@ class AutoAttack(Attack):
         if key == "square":
             return key, Square(self.model, n_queries=self.n_queries, p_init=0.8, **common)
         raise InputError(f"unknown AutoAttack stage {spec!r}; available: {', '.join(STAGES)}")
+
+    @property
+    def early_exit(self) -> bool:
+        """Early exit of the stages that have one (APGD, APGD-T); set by the engine."""
+        return self._early_exit
+
+    @early_exit.setter
+    def early_exit(self, on: bool) -> None:
+        self._early_exit = bool(on)
+        for _, atk in self.stages:
+            if hasattr(atk, "early_exit"):
+                atk.early_exit = self._early_exit
 
     # ------------------------------------------------------------------ cascade
     def _report(self, record: dict[str, Any], task: Any) -> None:

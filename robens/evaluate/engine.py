@@ -98,8 +98,13 @@ class Outcome:
 #: PGD-CW) return, for a sample that leaves, the first iterate that fools the attacked model
 #: instead of the last one, so robust accuracy can only stay equal or fall (it is equal unless
 #: a later step would have made a fooled sample correct again; benchmarks/bench_attacks.py
-#: counts such samples against torchattacks); single-step and minimum-norm attacks have none
-EARLY_EXIT_ATTACKS = ("ifgsm", "bim", "mifgsm", "pgd", "pgd_cw")
+#: counts such samples against torchattacks). APGD, APGD-T and AutoAttack (through its APGD
+#: stages) already keep a fooling iterate once found, so for them robust accuracy is
+#: identical with and without. Square already queries only the unbroken samples; single-step
+#: and minimum-norm attacks have no early exit.
+EARLY_EXIT_ATTACKS = (
+    "ifgsm", "bim", "mifgsm", "pgd", "pgd_cw", "apgd", "apgd_t", "autoattack",
+)
 
 
 @dataclass
