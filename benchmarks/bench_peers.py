@@ -6,6 +6,8 @@
 * DVERGE: ``dverge_losses`` (all members distilled in one PGD, target features once, one
   concatenated cross-training forward per member) + ``losses.sum().backward()`` vs
   ``Linf_distillation`` member by member and ``M (M-1)`` cross-training forwards.
+* Both of ours run their input-gradient loops (the TRS smoothness PGD, the distillation) with
+  the weights frozen (``robens.models.features.frozen_parameters``): no graph to the weights.
 
 Each pair is first checked on float64 copies of the same models and batches (max abs difference
 of the parameter gradients <= 1e-6), then timed in float32 (best of interleaved repeats); the

@@ -58,12 +58,31 @@ def read_safetensors(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, st
     return tensors, header.get("__metadata__") or {}
 
 
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors with no two sharing memory: safetensors refuses shared storage,
+    so a tied weight (one parameter under two names) is stored once under each name, and
+    loading it back with ``load_state_dict`` ties it again (both names get the same values)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for k, v in tensors.items():
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"checkpoint entry {k!r} is a {type(v).__name__}, not a tensor")
+        t = v.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr() if t.numel() else None
+        if ptr is not None and ptr in seen:
+            t = t.clone()
+        elif ptr is not None:
+            seen.add(ptr)
+        out[k] = t
+    return out
+
+
 def save_checkpoint(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> Path:
     """Write tensors and metadata to ``path`` atomically; returns the path."""
     path = Path(path)
-    clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    clean = _unshared(tensors)
     meta = dict(meta)
     meta.setdefault("format", FORMAT)
     meta.setdefault("format_version", FORMAT_VERSION)

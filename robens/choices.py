@@ -45,3 +45,23 @@ def recipes() -> str:
     from robens.recipes import list_recipes
 
     return _join(list_recipes())
+
+
+#: one worked example per command, shown at the end of its ``--help`` (typer's ``epilog``)
+EXAMPLES = {
+    "train": "robens train --dataset fashion-mnist --model lenet --members 3"
+             " --objective 'ce + 0.5*gal' --epochs 2 --out runs/gal",
+    "run": "robens run configs/main.yaml",
+    "evaluate": "robens evaluate runs/gal --suite configs/suites/main.yaml",
+    "attack": "robens attack runs/gal --attack pgd --eps 8/255 --steps 20",
+    "report": "robens report runs/main runs/gal --out report",
+    "sweep": "robens sweep configs/sweeps/example.yaml --dry-run",
+    "reproduce": "robens reproduce diversity-training --scale quick --dataset fashion-mnist",
+    "data info": "robens data info fashion-mnist",
+    "data download": "robens data download mnist",
+}
+
+
+def example(command: str) -> str:
+    """The ``--help`` epilog of ``command``: ``Example: <command line>``."""
+    return f"Example: {EXAMPLES[command]}"

@@ -1,7 +1,9 @@
 """The ``robens`` command line: a thin layer over the Python API.
 
 User errors (missing data, bad config, corrupt checkpoint, bad input) print one
-``error: ...`` message and exit with status 2, never a traceback.
+``error: ...`` message and exit with status 2, never a traceback; so does a refusal of the
+file system (``OSError``: a read-only or pseudo folder, a full disk), naming the path.
+Output paths (``--out``, ``output_dir``, ``--save``) are checked before any work starts.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 import robens
 from robens import choices
 from robens.errors import RobensError
+from robens.validation import check_output_dir, check_output_file, check_seed, parse_eps
 
 app = typer.Typer(
     add_completion=False,
@@ -74,25 +77,38 @@ TRAIN_FLAGS = {
 }
 
 
+#: the config keys that are sections (a ``--set`` may not replace one by a value)
+SECTIONS = ("data", "model", "optimizer", "schedule", "training", "terms")
+
+
 def build_train_config(config: Path | None, flags: dict[str, Any], sets: list[str]):
     """Merge a YAML config, explicit flags and ``--set key=value`` items into a config."""
-    from robens.config import apply_overrides, load_yaml, parse_set_option, validate_config
+    from robens.config import (
+        apply_overrides,
+        check_not_empty,
+        load_yaml,
+        parse_set_option,
+        validate_config,
+    )
 
     data: dict[str, Any] = {}
     if config is not None:
         loaded = load_yaml(config)
-        if loaded is not None and not isinstance(loaded, dict):
+        check_not_empty(loaded, config)
+        if not isinstance(loaded, dict):
             raise robens.errors.ConfigError(f"config {config} must be a mapping of keys")
-        data = loaded or {}
+        data = loaded
     overrides = {TRAIN_FLAGS[k]: v for k, v in flags.items() if v is not None}
     overrides.update(dict(parse_set_option(s) for s in sets))
     data = apply_overrides(data, overrides)
     if "output_dir" not in data and "name" in data:
         data["output_dir"] = f"runs/{data['name']}"
-    return validate_config(data, source=str(config) if config else "(flags)")
+    cfg = validate_config(data, source=str(config) if config else "(flags)")
+    check_output_dir(cfg.output_dir, "output_dir")
+    return cfg
 
 
-@app.command()
+@app.command(epilog=choices.example("train"))
 def train(
     config: Path | None = typer.Argument(None, help="Experiment YAML (see configs/)."),
     dataset: str | None = typer.Option(None, help=choices.datasets()),
@@ -140,7 +156,7 @@ def train(
 
 
 # ---------------------------------------------------------------------------- run
-@app.command()
+@app.command(epilog=choices.example("run"))
 def run(
     config: Path = typer.Argument(..., help="Experiment YAML, e.g. configs/main.yaml."),
     suite: Path | None = typer.Option(
@@ -161,7 +177,7 @@ def run(
 
 
 # ---------------------------------------------------------------------------- evaluate
-@app.command()
+@app.command(epilog=choices.example("evaluate"))
 def evaluate(
     checkpoint: Path = typer.Argument(..., help="checkpoint.safetensors or its run directory."),
     suite: Path | None = typer.Option(None, help="Attack suite YAML (white-box/transfer/UAP)."),
@@ -173,11 +189,25 @@ def evaluate(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     seed: int = typer.Option(0, help="Seed for subsets and random attacks."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    force: bool = typer.Option(
+        False, "--force", help="Allow --dataset other than the one the checkpoint was trained on."
+    ),
 ) -> None:
     """Clean accuracy of each member and the ensemble (and an attack suite with --suite)."""
     from robens.evaluate import evaluate_clean_checkpoint
 
+    check_seed(seed, "--seed")
+    if out is not None:
+        check_output_dir(out, "--out")
     if suite is not None:
+        from robens.evaluate.clean import warn_if_unfinished
+
+        warn_if_unfinished(checkpoint, _warn)
+        if dataset is not None:
+            from robens.checkpoint import load_checkpoint
+            from robens.evaluate.clean import check_dataset_override
+
+            check_dataset_override(load_checkpoint(checkpoint)[1], dataset, force)
         from robens.console import run_suite_cli
 
         run_suite_cli(
@@ -187,7 +217,7 @@ def evaluate(
         return
     result = evaluate_clean_checkpoint(
         checkpoint, dataset=dataset, root=data_root, test_size=test_size,
-        batch_size=batch_size, out=out, device=device, seed=seed,
+        batch_size=batch_size, out=out, device=device, seed=seed, force=force, warn=_warn,
     )
     _print_accuracy_table(result)
     typer.echo(f"records: {result['records_path']}")
@@ -207,11 +237,13 @@ def _print_accuracy_table(result: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- attack
-@app.command()
+@app.command(epilog=choices.example("attack"))
 def attack(
     checkpoint: Path = typer.Argument(..., help="checkpoint.safetensors or its run directory."),
     attack_name: str = typer.Option("pgd", "--attack", help=choices.attacks()),
-    eps: float = typer.Option(0.1, help="Perturbation budget (pixels in [0, 1])."),
+    eps: str = typer.Option(
+        "0.1", help="Perturbation budget in pixels of [0, 1]: a number or a fraction (8/255)."
+    ),
     steps: int | None = typer.Option(None, help="Iterations (attack default when omitted)."),
     alpha: float | None = typer.Option(None, help="Step size (attack default when omitted)."),
     loss: str = typer.Option("ce", help="ce | cw (PGD); adaptive losses for MMC/RCE models."),
@@ -227,10 +259,20 @@ def attack(
     """Attack a checkpoint (white-box, or transfer with --surrogate); prints robust accuracy."""
     from robens.evaluate.attack import attack_checkpoint
 
+    check_seed(seed, "--seed")
+    if save is not None:
+        check_output_file(save, "--save")
+    if out is not None:
+        if out.suffix in (".json", ".jsonl"):
+            check_output_file(out, "--out")
+        else:
+            check_output_dir(out, "--out")
     summary = attack_checkpoint(
-        checkpoint, attack=attack_name, eps=eps, steps=steps, alpha=alpha, loss=loss, norm=norm,
+        checkpoint, attack=attack_name, eps=parse_eps(eps, "--eps"), steps=steps, alpha=alpha,
+        loss=loss, norm=norm,
         surrogate=surrogate, save=save, test_size=test_size, batch_size=batch_size, out=out,
-        device=device, seed=seed, progress=sys.stderr.isatty(),
+        device=device, seed=seed, progress=sys.stderr.isatty(), warn=_warn,
+        echo=lambda line: typer.echo(line, err=True),
     )
     if summary.get("stages"):
         from robens.console import print_stage_table
@@ -242,11 +284,16 @@ def attack(
         f" ({summary['threat_model']}); record {summary['record_path']}"
     )
     for warning in summary.get("warnings", []):
-        typer.echo(f"warning: {warning}", err=True)
+        if warning not in summary.get("warned", []):
+            _warn(warning)
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
 
 
 # ---------------------------------------------------------------------------- data
-@data_app.command("info")
+@data_app.command("info", epilog=choices.example("data info"))
 def data_info(
     name: str = typer.Argument(..., help=choices.datasets()),
     root: str | None = typer.Option(None, help="Folder holding the dataset files."),
@@ -257,7 +304,7 @@ def data_info(
     typer.echo(json.dumps(dataset_info(name, root=root), indent=2, default=str))
 
 
-@data_app.command("download")
+@data_app.command("download", epilog=choices.example("data download"))
 def data_download(
     name: str = typer.Argument(..., help="fashion-mnist | mnist | cifar10"),
     root: str | None = typer.Option(None, help="Target folder (default ~/.robens/data/NAME)."),
@@ -270,7 +317,7 @@ def data_download(
 
 
 # ---------------------------------------------------------------------------- sweep
-@app.command()
+@app.command(epilog=choices.example("sweep"))
 def sweep(
     grid: Path = typer.Argument(..., help="Sweep grid YAML (see configs/sweeps/)."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: local Ray)."),
@@ -295,7 +342,7 @@ def sweep(
 
 
 # ---------------------------------------------------------------------------- reproduce
-@app.command()
+@app.command(epilog=choices.example("reproduce"))
 def reproduce(
     name: str | None = typer.Argument(
         None, help=f"Recipe: {choices.recipes()} (configs/reproduce/NAME.yaml), or a recipe"
@@ -349,6 +396,15 @@ def reproduce(
             raise robens.errors.ConfigError("give a recipe NAME (or --list)")
         return
     overrides = dict(parse_set_option(s) for s in set_)
+    for key, value in overrides.items():
+        if key in SECTIONS and not isinstance(value, dict):
+            raise robens.errors.ConfigError(
+                f"--set {key}={value!r}: {key} is a section; set one of its keys ({key}.KEY=...)"
+            )
+    if backend == "ray" and not (dry_run or report_only):
+        from robens.raysession import check_ray_target
+
+        check_ray_target(address, num_cpus)
     raw, _ = load_recipe(name)
     datasets: list[str | None] = list(dataset) or [None]
     if "all" in datasets:
@@ -384,14 +440,20 @@ def reproduce(
 
 
 # ---------------------------------------------------------------------------- report
-@app.command()
+@app.command(epilog=choices.example("report"))
 def report(
     run_dirs: list[Path] = typer.Argument(..., help="Run directories holding records files."),
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Report folder."),
 ) -> None:
     """Build an HTML report (PNG figures, Markdown summary) from the runs' records files."""
     from robens.report import build_report
+    from robens.report.check import scan_records
+    from robens.report.runs import find_record_files
 
+    check_output_dir(out, "--out")
+    where = ", ".join(str(d) for d in run_dirs)
+    for line in scan_records(find_record_files(run_dirs), where):
+        typer.echo(f"warning: skipped {line}", err=True)
     path = build_report(run_dirs, out)
     typer.echo(f"report: {path}")
 
@@ -405,12 +467,18 @@ def main(argv: list[str] | None = None) -> int:
     except RobensError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
+    except OSError as exc:  # a file system refusal (full disk, read-only, /proc): the path named
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        return 2
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 130
-    except click_exceptions.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except click_exceptions.ClickException as exc:  # usage: unknown option, bad value, ...
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return 2
     except KeyboardInterrupt:
         typer.echo("interrupted; the last completed epoch's checkpoint is kept", err=True)
         return 130

@@ -22,13 +22,24 @@ from pydantic import (
     model_validator,
 )
 
-from robens.errors import ConfigError
+from robens.errors import ConfigError, InputError
+from robens.validation import MAX_SEED, parse_device
 
 M = TypeVar("M", bound=BaseModel)
 
 
+def check_path_text(v: str, allow_empty: bool = False) -> str:
+    """Text that names a file or folder (or a part of one): no NUL character, and not empty
+    unless ``allow_empty``."""
+    if "\0" in v:
+        raise ValueError("must not contain a NUL character")
+    if not allow_empty and not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class AugmentConfig(Strict):
@@ -46,6 +57,11 @@ class AugmentConfig(Strict):
 class DataConfig(Strict):
     dataset: str = "fashion-mnist"
     root: str | None = None
+
+    @field_validator("root")
+    @classmethod
+    def _root_text(cls, v: str | None) -> str | None:
+        return None if v is None else check_path_text(v)
     train_size: int | None = Field(None, ge=1)
     test_size: int | None = Field(None, ge=1)
     val_size: int = Field(0, ge=0, description="held out of training for soft-voting weights")
@@ -57,7 +73,7 @@ class DataConfig(Strict):
 class ModelConfig(Strict):
     arch: str = "lenet"
     archs: list[str] | None = Field(None, description="mixed ensemble: one arch per member")
-    members: int = Field(3, ge=1)
+    members: int = Field(3, ge=1, le=1024)
     activation: str = "relu"
     leaky_slope: float = Field(0.1, ge=0.0, lt=1.0)
     combine: Literal["logits", "probs", "log_probs"] = "logits"
@@ -114,20 +130,62 @@ class AdversarialConfig(Strict):
     sources: list[str] = Field(default_factory=list, description="static pre-trained checkpoints")
 
 
+class DvergeConfig(Strict):
+    """DVERGE (``training.strategy: dverge``; docs/methods.md s. 8). Defaults: the paper's
+    CIFAR-10 distillation (eps 0.07, alpha 0.007, 10 steps) and ``plus_adv`` PGD (8/255)."""
+
+    layer: int | str = Field(
+        "random", description="'random' (drawn per epoch), a 1-based index or a layer name"
+    )
+    eps: float = Field(0.07, ge=0.0, le=1.0, description="distillation L-inf radius")
+    alpha: float = Field(0.007, ge=0.0, le=1.0, description="distillation step size")
+    steps: int = Field(10, ge=0, description="distillation PGD steps")
+    mu: float = Field(1.0, ge=0.0, description="momentum of the L1-normalised gradient")
+    rand_start: bool = False
+    plus_adv: bool = False
+    coeff: float = Field(1.0, ge=0.0, description="plus_adv: weight of the cross-training term")
+    adv_eps: float = Field(8 / 255, ge=0.0, le=1.0)
+    adv_alpha: float = Field(2 / 255, ge=0.0, le=1.0)
+    adv_steps: int = Field(10, ge=1)
+    optimizer: Literal["per_member", "joint"] = "per_member"
+    init_checkpoint: str | None = Field(None, description="start from a baseline ensemble")
+
+
 class TrainingConfig(Strict):
     epochs: int = Field(2, ge=1)
-    strategy: Literal["joint", "bagging", "snapshot"] = "joint"
+    strategy: Literal["joint", "bagging", "snapshot", "dverge"] = "joint"
     soft_voting: Literal["uniform", "val_accuracy"] = "uniform"
     adversarial: AdversarialConfig = AdversarialConfig()
+    dverge: DvergeConfig = DvergeConfig()
+
+    @model_validator(mode="after")
+    def _dverge_only_with_its_strategy(self) -> TrainingConfig:
+        if self.strategy != "dverge" and self.dverge != DvergeConfig():
+            raise ValueError(
+                "training.dverge settings are read by strategy 'dverge' only: set"
+                f" training.strategy: dverge or remove them (strategy is {self.strategy!r})"
+            )
+        return self
     on_nonfinite: Literal["stop", "skip"] = "stop"
     grad_clip: float | None = Field(None, gt=0.0)
     device: str = "auto"
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=1024)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        """A device torch can name (whether this machine has it is checked when training)."""
+        if v != "auto":
+            try:
+                parse_device(v)
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
 
 class ExperimentConfig(Strict):
     name: str = "experiment"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     objective: str = "ce"
@@ -139,6 +197,16 @@ class ExperimentConfig(Strict):
     training: TrainingConfig = TrainingConfig()
     output_dir: str = "runs/experiment"
     _notes: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("output_dir")
+    @classmethod
+    def _path_text(cls, v: str) -> str:
+        return check_path_text(v)
+
+    @field_validator("name")
+    @classmethod
+    def _name_text(cls, v: str) -> str:  # the default output folder is runs/<name>
+        return check_path_text(v, allow_empty=True)
 
     @model_validator(mode="after")
     def _complete_snapshot(self) -> ExperimentConfig:
@@ -214,11 +282,21 @@ def load_yaml(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{path} is not a UTF-8 text file") from None
 
 
+def check_not_empty(data: Any, path: str | os.PathLike) -> None:
+    """An empty config file is a mistake, not a request for every default."""
+    if data is None or data == {}:
+        raise ConfigError(
+            f"config {path} is empty; write the keys to set (start from configs/main.yaml, or"
+            " pass flags without a config file)"
+        )
+
+
 def load_config(
     path: str | os.PathLike, overrides: dict[str, Any] | None = None
 ) -> ExperimentConfig:
     """Load a YAML experiment config and apply dotted-key overrides."""
-    data = load_yaml(path) or {}
+    data = load_yaml(path)
+    check_not_empty(data, path)
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of keys, got {type(data).__name__}")
     return validate_config(apply_overrides(data, overrides or {}), source=str(path))

@@ -89,6 +89,18 @@ def _signature(module: nn.Module) -> tuple:
     )
 
 
+def _check_output(out: object, member: int | None) -> torch.Tensor:
+    """A member's output must be one logits tensor (not a tuple, a dict or a model output
+    object: wrap such a model so that its forward returns the logits)."""
+    if not isinstance(out, torch.Tensor):
+        who = "a member" if member is None else f"member {member}"
+        raise InputError(
+            f"{who} returned a {type(out).__name__}, expected a logits tensor [B, C]; wrap the"
+            " model so that forward() returns only the logits"
+        )
+    return out
+
+
 class Ensemble(nn.Module):
     """An ensemble of ``M`` classifiers with convex weights.
 
@@ -173,7 +185,7 @@ class Ensemble(nn.Module):
             check_images(x, "x", shape=self.in_shape)
 
     def _member_logits_loop(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [m(x) for m in self.members]
+        outs = [_check_output(m(x), i) for i, m in enumerate(self.members)]
         c = outs[0].shape[-1]
         for i, o in enumerate(outs):
             if o.dim() != 2 or o.shape[-1] != c:
@@ -195,10 +207,12 @@ class Ensemble(nn.Module):
         }
 
         def call(p: dict, b: dict, inp: torch.Tensor) -> torch.Tensor:
-            return functional_call(base, (p, b), (inp,))
+            return _check_output(functional_call(base, (p, b), (inp,)), None)
 
         in_dims_x = 0 if x.dim() == 5 else None
-        return vmap(call, in_dims=(0, 0, in_dims_x))(params, buffers, x)
+        # members are independent models: random layers (Dropout in training mode) draw a
+        # different mask for each, as the loop does (the masks themselves differ from the loop's)
+        return vmap(call, in_dims=(0, 0, in_dims_x), randomness="different")(params, buffers, x)
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of every member, ``[M, B, C]``.
@@ -215,7 +229,8 @@ class Ensemble(nn.Module):
             self._check(x.flatten(0, 1))
             if self.uses_vmap(x):
                 return self._member_logits_vmap(x)
-            return torch.stack([m(xi) for m, xi in zip(self.members, x, strict=True)])
+            return torch.stack([_check_output(m(xi), i)
+                                for i, (m, xi) in enumerate(zip(self.members, x, strict=True))])
         self._check(x)
         if self.uses_vmap(x):
             return self._member_logits_vmap(x)

@@ -15,6 +15,7 @@ from robens.checkpoint import load_checkpoint
 from robens.config import ExperimentConfig
 from robens.evaluate.clean import evaluate_clean_checkpoint
 from robens.evaluate.runner import run_suite
+from robens.runinfo import record_invocation
 from robens.training import Trainer
 from robens.training.trainer import CHECKPOINT_NAME
 
@@ -61,6 +62,7 @@ def run_pipeline(
     """Train (or resume), evaluate clean accuracy, run ``suite`` if given, build the report."""
     run_dir = Path(cfg.output_dir)
     ckpt = run_dir / CHECKPOINT_NAME
+    record_invocation(run_dir)  # the command and machine, for the report's provenance
     if is_complete(run_dir):
         echo(f"training already complete in {run_dir}; skipping to evaluation")
     else:

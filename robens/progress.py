@@ -1,12 +1,13 @@
 """One progress helper: a transient rich bar on a terminal, a line per stage otherwise.
 
 Used by the trainer, the suite units, sweeps and recipes (one implementation instead of three
-wrappers). ``Progress(enabled=False)`` is a no-op, so callers never branch.
+wrappers). ``Progress(enabled=False)`` is a no-op, so callers never branch; given an ``echo``
+it writes one line per stage instead of a bar (logs, pipes, CI).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
@@ -26,6 +27,10 @@ def rich_progress(*fields: str, eta: bool = True) -> Any:
     if eta:
         columns.append(TimeRemainingColumn())
     return _RichProgress(*columns, transient=True)
+
+
+def _length(items: Iterable) -> int | None:
+    return len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
 
 
 class Task:
@@ -54,11 +59,23 @@ class Progress:
     given to :meth:`task` and :meth:`Task.advance`.
     """
 
-    def __init__(self, enabled: bool = True, *fields: str, eta: bool = True) -> None:
+    def __init__(
+        self,
+        enabled: bool = True,
+        *fields: str,
+        eta: bool = True,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
         self.enabled = enabled
         self.fields = fields
         self.eta = eta
+        self.echo = echo
         self._p: Any = None
+
+    def _line(self, desc: str, total: int | None) -> None:
+        """Without a bar, one line per stage (when an ``echo`` is given)."""
+        if self.echo is not None:
+            self.echo(desc if total is None else f"{desc} ({total} steps)")
 
     def __enter__(self) -> Progress:
         if self.enabled:
@@ -74,16 +91,18 @@ class Progress:
     def task(self, desc: str, total: int | None, **fields: Any) -> Task:
         """A new bar of ``total`` steps."""
         if self._p is None:
+            self._line(desc, total)
             return Task(self, None)
         return Task(self, self._p.add_task(desc, total=total, **fields))
 
     def track(self, items: Iterable, desc: str, total: int | None = None) -> Iterator:
         """Yield ``items`` while a bar advances (removed when the iteration ends)."""
         if self._p is None:
+            self._line(desc, total if total is not None else _length(items))
             yield from items
             return
-        if total is None and hasattr(items, "__len__"):
-            total = len(items)  # type: ignore[arg-type]
+        if total is None:
+            total = _length(items)
         task = self.task(desc, total)
         for it in items:
             yield it

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -25,6 +26,63 @@ def import_ray() -> Any:
             " --backend serial)"
         ) from None
     return ray
+
+
+#: seconds a cluster address gets to accept a TCP connection before the sweep gives up
+PROBE_TIMEOUT = 3.0
+_DEFAULT_PORTS = {"ray": 10001, "": 6379}
+
+
+def check_ray_target(
+    address: str | None, num_cpus: int | None = None, timeout: float = PROBE_TIMEOUT
+) -> None:
+    """Fail fast on a bad Ray target: ``num_cpus`` below 1, or a ``host:port`` (or
+    ``ray://host:port``) address that does not accept a TCP connection within ``timeout``
+    seconds (``ray.init`` itself retries for about 20 s). ``auto`` and ``local`` are left to Ray."""
+    if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int)
+                                 or num_cpus < 1):
+        raise ConfigError(f"num_cpus must be an integer >= 1, got {num_cpus!r}")
+    if not address or address in ("auto", "local"):
+        return
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    host, colon, port_text = rest.rstrip("/").rpartition(":")
+    if not colon:
+        host, port_text = rest.rstrip("/"), str(_DEFAULT_PORTS.get(scheme, 6379))
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"Ray address {address!r}: port {port_text!r} is not a number") from None
+    if not host or not 0 < port < 65536:
+        raise ConfigError(f"Ray address {address!r} is not host:port (or ray://host:port)")
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            pass
+    except OSError as exc:
+        problem: str | None = f"{host}:{port}: {exc.strerror or exc} within {timeout:g} s"
+    else:
+        problem = _gcs_problem(f"{host}:{port}") if not scheme else None
+    if problem:
+        raise ConfigError(
+            f"cannot reach the Ray cluster at {address!r} ({problem}); check the address, or"
+            " drop --address for a local Ray"
+        )
+
+
+def _gcs_problem(address: str) -> str | None:
+    """Ask the GCS at ``address`` for its cluster id once (``ray.init`` asks for about 20 s):
+    something that accepts TCP but is no Ray head (a proxy, another service) answers at once.
+    ``None`` when it answers, or when this Ray has no client to ask with."""
+    try:
+        from ray._raylet import GcsClient
+    except ImportError:
+        return None
+    try:
+        GcsClient(address=address).cluster_id  # noqa: B018 - the call is the probe
+    except Exception as exc:  # noqa: BLE001 - any failure of the probe means "not a Ray head"
+        return f"{address} accepts connections but is not a Ray head: {str(exc)[:200]}"
+    return None
 
 
 def init_kwargs(
@@ -66,4 +124,4 @@ def ray_session(
             ray.shutdown()
 
 
-__all__ = ["import_ray", "init_kwargs", "ray_session"]
+__all__ = ["check_ray_target", "import_ray", "init_kwargs", "ray_session"]

@@ -7,15 +7,25 @@ A record is a flat mapping anyone can compare (RobustBench style): ``method``, `
 ...). :class:`Record` validates them; every producer writes through :func:`write_json_records`
 and every consumer reads through :func:`read_json_records`, which maps the spellings of older
 runs (``"white-box"``, ``"transfer from <path>"``) to the enumeration.
+
+A record's *identity* (:func:`record_identity`) is every field except those that describe the
+result rather than tell it apart (:data:`DESCRIPTIVE_KEYS`: the value, versions, warnings, the
+checkpoint's epoch, ...): the threat model, the surrogate, every attack parameter, the sample
+(``n``, ``sample_seed``) and the seeds. Writers merge by it (:func:`merge_json_records`), so a
+result replaces only an earlier result of the same identity, and ``robens attack`` names its
+files after it (:func:`identity_key`).
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
+import hashlib
 import io
 import json
 import math
 import os
+import re
 from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -25,8 +35,18 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from robens.utils import atomic_write_text, versions
 
-#: version 2: threat_model is a ThreatModel value; transfer records name their surrogate
-SCHEMA_VERSION = 2
+#: version 2: threat_model is a ThreatModel value; transfer records name their surrogate;
+#: version 3: records carry the checkpoint's ``epoch`` and ``complete`` and, on a seeded test
+#: subset, its ``sample_seed`` (older records simply lack them)
+SCHEMA_VERSION = 3
+
+#: fields that describe a result without telling two results apart (not in its identity): a
+#: later evaluation of a further-trained checkpoint of the same config replaces an earlier one
+DESCRIPTIVE_KEYS = frozenset({
+    "value", "versions", "warnings", "stages", "schema_version", "epoch", "complete",
+    "seconds", "ci_low", "ci_high", "interval", "source_file", "surrogate_epoch",
+    "surrogate_complete",
+})
 
 RECORD_KEYS = (
     "method",
@@ -91,6 +111,12 @@ class Record(BaseModel):
     config_hash: str | None = None
     versions: dict[str, Any] | None = None
     threat_model: ThreatModel | None = None
+    surrogate: str | None = None
+    n: int | None = None
+    sample_seed: int | None = None
+    #: the checkpoint's completed epochs and whether its training had finished
+    epoch: int | None = None
+    complete: bool | None = None
 
     @field_validator("threat_model", mode="before")
     @classmethod
@@ -160,16 +186,92 @@ def upgrade_record(rec: dict[str, Any]) -> dict[str, Any]:
 def records_from_meta(meta: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """The identifying fields of a record, taken from checkpoint metadata."""
     cfg = meta.get("config", {})
-    model = cfg.get("model", {})
-    members = model.get("members", len(meta.get("model", {}).get("members", [])))
     return {
         "method": cfg.get("name", "experiment"),
         "dataset": meta.get("dataset", {}).get("name", cfg.get("data", {}).get("dataset", "?")),
-        "model": f"{members}x{model.get('arch', '?')}",
+        "model": model_label(meta),
         "seed": meta.get("seed"),
         "config_hash": meta.get("config_hash"),
+        **checkpoint_state(meta),
         **fields,
     }
+
+
+def model_label(meta: dict[str, Any]) -> str:
+    """The ``model`` field of a checkpoint's records: its members' architectures.
+
+    ``3xlenet`` when every member has one architecture; otherwise the architectures in order
+    of first appearance joined by ``+``, each with its count when above one: ``archs: [conv3,
+    lenet]`` is ``conv3+lenet`` and ``[mycnn, mymlp, mycnn]`` is ``2xmycnn+mymlp``. Read from
+    the config's ``model.archs`` (else ``model.arch`` times ``model.members``), or from the
+    member specs of checkpoints without a config.
+    """
+    model = meta.get("config", {}).get("model", {})
+    specs = meta.get("model", {}).get("members", [])
+    archs = model.get("archs")
+    if not archs:
+        if "arch" in model or not specs:
+            archs = [model.get("arch", "?")] * int(model.get("members", len(specs)))
+        else:
+            archs = [str(s.get("name", "?")) if isinstance(s, dict) else "?" for s in specs]
+    counts: dict[str, int] = {}
+    for arch in archs:
+        counts[str(arch)] = counts.get(str(arch), 0) + 1
+    if len(counts) <= 1:
+        return f"{len(archs)}x{archs[0] if archs else model.get('arch', '?')}"
+    return "+".join(name if n == 1 else f"{n}x{name}" for name, n in counts.items())
+
+
+def parse_model_label(label: Any) -> tuple[int, str] | None:
+    """``(members, arch)`` of a :func:`model_label`; ``arch`` is the label itself when mixed.
+
+    ``"3xlenet"`` -> ``(3, "lenet")``, ``"2xmycnn+mymlp"`` -> ``(3, "2xmycnn+mymlp")``;
+    ``None`` for a label of another form.
+    """
+    parts = str(label or "").split("+")
+    total = 0
+    for part in parts:
+        m = re.fullmatch(r"(\d+)x(.+)", part)
+        if m is None and (len(parts) == 1 or not part):
+            return None
+        total += int(m.group(1)) if m else 1
+    if len(parts) == 1:
+        return total, str(label).split("x", 1)[1]
+    return total, str(label)
+
+
+def checkpoint_state(meta: dict[str, Any]) -> dict[str, Any]:
+    """``{"epoch", "complete"}`` of checkpoint metadata (``None`` where it does not say)."""
+    epoch, complete = meta.get("epoch"), meta.get("complete")
+    return {"epoch": None if epoch is None else int(epoch),
+            "complete": None if complete is None else bool(complete)}
+
+
+def record_identity(rec: dict[str, Any]) -> dict[str, Any]:
+    """The fields that tell ``rec`` apart from any other result (see :data:`DESCRIPTIVE_KEYS`).
+
+    A field that is absent and one that is ``None`` are the same; floats are compared as
+    written (``eps`` 0.1 and 0.1 are one identity).
+    """
+    return {k: v for k, v in sorted(rec.items()) if k not in DESCRIPTIVE_KEYS and v is not None}
+
+
+def identity_key(rec: dict[str, Any], digits: int = 10) -> str:
+    """Hex digits of the SHA-256 of :func:`record_identity` (sorted JSON)."""
+    text = json.dumps(record_identity(rec), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:digits]
+
+
+def dedupe_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per identity, in first-seen order; of duplicates the later-trained (higher
+    ``epoch``, then the one read last) wins."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in records:
+        key = identity_key(r)
+        old = best.get(key)
+        if old is None or (r.get("epoch") or 0) >= (old.get("epoch") or 0):
+            best[key] = r
+    return list(best.values())
 
 
 def validate_record(rec: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +286,29 @@ def write_json_records(path: str | os.PathLike, records: list[dict[str, Any]]) -
         validate_record(r)
     text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
     atomic_write_text(path, text)
+
+
+def merge_json_records(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
+    """Write ``records`` into the JSON-lines file ``path``, keeping every record already there
+    whose identity differs; a record of the same identity is replaced (its result re-measured).
+
+    Concurrent writers of one folder are serialised (an exclusive ``flock`` on the folder).
+    """
+    for r in records:
+        validate_record(r)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        new = {identity_key(r) for r in records}
+        kept = [r for r in (read_json_records(path) if path.is_file() else [])
+                if identity_key(r) not in new]  # kept as read (not re-validated)
+        text = "".join(json.dumps(r, sort_keys=True, default=str) + "\n"
+                       for r in kept + list(records))
+        atomic_write_text(path, text)
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def read_json_records(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -237,14 +362,23 @@ class RecordSelection:
                 out.append(r)
         return out
 
-    def value(self, metric: str, **filters: Any) -> float | None:
-        """The value of the matching record with the most samples (``None`` if absent)."""
+    def best(self, metric: str, **filters: Any) -> dict[str, Any] | None:
+        """The matching record a summary uses: the most samples, then a finished checkpoint's,
+        then the latest epoch's, then the first read (``None`` if none matches)."""
         recs = self.select(metric, **filters)
         if not recs:
             return None
-        best = max(recs, key=lambda r: (r.get("n") or 0))
-        v = best.get("value")
+        return max(recs, key=_preference)
+
+    def value(self, metric: str, **filters: Any) -> float | None:
+        """The value of :meth:`best` (``None`` if absent or NaN)."""
+        best = self.best(metric, **filters)
+        v = None if best is None else best.get("value")
         return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _preference(r: dict[str, Any]) -> tuple[int, bool, int]:
+    return (int(r.get("n") or 0), r.get("complete") is not False, int(r.get("epoch") or 0))
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -252,3 +386,13 @@ def _equal(a: Any, b: Any) -> bool:
             and not isinstance(a, bool) and not isinstance(b, bool)):
         return abs(float(a) - float(b)) <= 1e-9
     return a == b
+
+
+def clean_record(records: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The clean-accuracy record a trial's printed clean accuracy comes from, everywhere (the
+    sweep's progress lines, recipe tables and checks): the suite's clean unit, measured on the
+    images the attacks run on, else any ``clean_accuracy`` record; the largest ``n`` first."""
+    recs = [r for r in records if r.get("metric") == "clean_accuracy"]
+    suite = [r for r in recs if str(r.get("unit", "")).startswith("clean-")]
+    pool = suite or recs
+    return max(pool, key=lambda r: r.get("n") or 0) if pool else None

@@ -239,7 +239,9 @@ def claim_verdict(
     """``(verdict, p, reason)`` of a claim over cells.
 
     ``every``: PASS when every cell is a significant win (intersection-union test: p is the
-    largest cell p); FAIL when some cell is a significant loss. ``most``: PASS when more than
+    largest cell p); FAIL when some cell is a significant loss after Bonferroni's correction
+    over the cells (p < ALPHA / cells: one of many cells losing by chance refutes nothing).
+    ``most``: PASS when more than
     half the cells are significant wins (p: the m-th smallest p among supporting cells, m the
     majority); FAIL when the claim cannot hold even counting every non-significant cell as a
     win. Otherwise, and whenever ``gate`` names a reason (e.g. a model at chance), INCONCLUSIVE.
@@ -250,9 +252,12 @@ def claim_verdict(
     wins = sum(f.win for f in findings)
     losses = sum(f.loss for f in findings)
     need = n if claim == "every" else n // 2 + 1
+    if claim == "every":
+        losses = sum(f.effect < 0 and f.p < ALPHA / n for f in findings)
     support = sorted(f.p if f.effect > 0 else 1.0 for f in findings)
     p = support[need - 1]
-    count = f"{wins}/{n} significant wins, {losses} significant losses"
+    corrected = " (Bonferroni)" if claim == "every" and n > 1 else ""
+    count = f"{wins}/{n} significant wins, {losses} significant losses{corrected}"
     if gate:
         return Verdict.INCONCLUSIVE, p, f"{gate}; {count}"
     if wins >= need:

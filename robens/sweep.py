@@ -40,7 +40,8 @@ from typing import Any, Literal
 
 from robens.errors import ConfigError, RobensError
 from robens.progress import Progress
-from robens.raysession import import_ray, ray_session
+from robens.raysession import check_ray_target, import_ray, ray_session
+from robens.records import clean_record
 from robens.runlock import RunLock
 from robens.source import source_fingerprint
 from robens.sweeps.grid import (
@@ -177,6 +178,7 @@ def run_sweep(
         raise ConfigError(f"max_concurrent must be at least 1, got {max_concurrent}")
     if backend == "ray":
         _import_ray()  # a clear error before anything is written
+        check_ray_target(address, num_cpus)
     plan = grid if isinstance(grid, SweepPlan) else plan_sweep(grid, output_dir=output_dir)
     result = SweepResult(plan)
     n = len(plan.trials)
@@ -245,8 +247,9 @@ def _one_line(err: BaseException, limit: int = 400) -> str:
 def _outcome_line(out: dict[str, Any]) -> str:
     if out["status"] == "skipped":
         return "complete (skipped)"
-    acc = [r["value"] for r in out["records"] if r.get("metric") == "clean_accuracy"]
-    tail = f", clean accuracy {100 * acc[0]:.2f}%" if acc else ""
+    rec = clean_record(out["records"])
+    tail = (f", clean accuracy {100 * rec['value']:.2f}% on {rec.get('n')} images" if rec
+            else "")
     return f"done in {out.get('seconds', 0):.1f}s{tail}"
 
 

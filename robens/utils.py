@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,12 +15,28 @@ from typing import Any
 
 import torch
 
+from robens.validation import check_device
+
+
+def _create_temp(folder: Path, name: str) -> tuple[int, str]:
+    """A new ``.NAME.XXXX.tmp`` file in ``folder``, created with mode 0666 less the umask."""
+    for _ in range(100):
+        tmp = str(folder / f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for {name} in {folder}")  # pragma: no cover
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    The file gets the permissions of an ordinary new file (0666 less the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -79,10 +95,9 @@ def config_hash(config: Any) -> str:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    """``"auto"``/``None`` -> CUDA when available, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``"auto"``/``None`` -> CUDA when available, else CPU; a device that cannot run here
+    is an :class:`~robens.errors.InputError` (:func:`robens.validation.check_device`)."""
+    return check_device(device)
 
 
 def chunks(seq: list, size: int) -> Iterable[list]:
@@ -115,6 +130,28 @@ def eval_mode(model: object) -> Iterator[None]:
     finally:
         for m, flag in zip(mods, saved, strict=True):
             m.training = flag
+
+
+@contextmanager
+def frozen_norm_stats(model: object) -> Iterator[None]:
+    """Restore the running statistics of every normalisation layer of ``model`` on exit.
+
+    A train-mode forward of BatchNorm (any module with ``track_running_stats``) updates its
+    running mean, variance and batch count; inside this block it still normalises with the
+    batch's statistics (the forward is unchanged), but the buffers are put back afterwards.
+    """
+    saved = [
+        (buf, buf.detach().clone())
+        for m in _modules_of(model)
+        if getattr(m, "track_running_stats", False)
+        for _, buf in m.named_buffers(recurse=False)
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
 
 
 def deep_merge(base: Any, over: Any, dotted: bool = False) -> Any:

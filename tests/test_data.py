@@ -307,7 +307,9 @@ def test_load_dataset_size_subsets(tmp_path: Path) -> None:
     c = load_dataset("mnist", root=folder, size=10, seed=4)
     assert len(a) == 10 and torch.equal(a.images, b.images)
     assert not torch.equal(a.images, c.images)
-    assert len(load_dataset("mnist", root=folder, size=100)) == 30
+    assert len(load_dataset("mnist", root=folder, size=30)) == 30
+    with pytest.raises(DatasetError, match="larger than the split"):  # issue #16: no fallback
+        load_dataset("mnist", root=folder, size=100)
 
 
 # ----------------------------------------------------------------------------- CIFAR-10

@@ -247,3 +247,122 @@ def test_layer_features_match_explicit_and_stop_early():
 
     with pytest.raises(InputError, match="not reached"):
         layer_features(Spare(), "spare", torch.rand(2, 1, 6, 6))
+
+
+# ------------------------------------------------------------- the training strategy
+def dverge_config(tmp_path, **over):
+    from robens.config import validate_config
+
+    data = {
+        "seed": 3,
+        "data": {"dataset": "synthetic", "train_size": 16, "test_size": 10, "batch_size": 8,
+                 "eval_batch_size": 100},
+        "model": {"arch": "lenet", "members": 2},
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "training": {"epochs": 3, "strategy": "dverge", "threads": 1,
+                     "dverge": {"eps": 0.3, "alpha": 0.05, "steps": 2}},
+        "output_dir": str(tmp_path / "run"),
+    }
+    for dotted, value in over.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return validate_config(data)
+
+
+def test_strategy_step_is_round_robin_cross_training(tmp_path):
+    import copy
+
+    from robens.training import Trainer
+    from robens.utils import make_generator
+
+    cfg = dverge_config(tmp_path, **{"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.0},
+                                     "training.dverge.layer": 2})
+    trainer = Trainer(cfg, progress=False, echo=None)
+    strat = trainer.strategy
+    assert strat.layer == "body.4:in" and len(strat.optimizers) == 2
+    strat.on_epoch_start(0)
+    x, y = next(strat.epoch_batches(0))
+    x, y = strat.transform_batch(x, y, make_generator(0, "aug"))
+    x_t = strat._x_t
+    assert x_t.shape == x.shape and not torch.equal(x_t, x)  # an independent target batch
+    twin = copy.deepcopy(trainer.ensemble).train()
+    strat.train_step(x, y, 0.1, step=0)
+    gen = make_generator(cfg.seed, "dverge", 0)
+    distilled = distill_members(twin, "body.4:in", x, x_t, strat.settings, gen, vectorize=False)
+    for i, member in enumerate(twin.members):
+        loss_i = cross_training_loss(twin, distilled, y)[i]  # sum_{j != i} CE(f_i(x'_j), y)
+        grads = torch.autograd.grad(loss_i, list(member.parameters()))
+        for p, g, q in zip(member.parameters(), grads, trainer.ensemble.members[i].parameters(),
+                           strict=True):
+            torch.testing.assert_close(q.detach(), (p - 0.1 * g).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_strategy_resume_equals_uninterrupted_and_layers_follow_the_seed(tmp_path, monkeypatch):
+    from robens.checkpoint import load_checkpoint
+    from robens.training import Trainer
+
+    over = {"training.dverge.plus_adv": True, "training.dverge.adv_steps": 1}
+    ref = Trainer(dverge_config(tmp_path / "a", **over), progress=False, echo=None)
+    ref.fit()
+    layers = ref.strategy.state_meta()["layers"]
+    cands = candidate_layers(ref.ensemble.members[0])
+    assert layers == {str(e + 1): draw_layer(3, e, cands) for e in range(3)}
+
+    cfg = dverge_config(tmp_path / "b", **over)
+    original = Trainer.run_epoch
+
+    def killed_in_epoch_3(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "run_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, progress=False, echo=None).fit()
+    monkeypatch.setattr(Trainer, "run_epoch", original)
+    _, meta = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.safetensors")
+    assert meta["epoch"] == 2 and len(meta["strategy"]["optimizers"]) == 2  # Adam per member
+    resumed = Trainer(cfg, progress=False, echo=None)
+    resumed.fit(resume=True)
+    assert resumed.strategy.state_meta()["layers"] == layers
+    for (k, a), b in zip(ref.ensemble.state_dict().items(),
+                         resumed.ensemble.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    other = [draw_layer(4, e, cands) for e in range(50)]
+    assert other != [draw_layer(3, e, cands) for e in range(50)]
+
+
+def test_strategy_init_checkpoint_and_config_errors(tmp_path):
+    from robens.config import validate_config
+    from robens.errors import CheckpointError
+    from robens.training import Trainer
+
+    base = Trainer(dverge_config(tmp_path / "base", **{"training.strategy": "joint",
+                                                       "training.dverge": {},
+                                                       "training.epochs": 1}),
+                   progress=False, echo=None).fit()
+    cfg = dverge_config(tmp_path, **{"training.dverge.init_checkpoint": str(base.checkpoint),
+                                     "optimizer.lr": 1e-9})
+    start = Trainer(cfg, progress=False, echo=None)
+    for a, b in zip(start.ensemble.state_dict().values(), base.ensemble.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    bad = dverge_config(tmp_path, **{"training.dverge.init_checkpoint": str(base.checkpoint),
+                                     "model.members": 3})
+    with pytest.raises(CheckpointError, match="does not fit"):
+        Trainer(bad, progress=False, echo=None)
+    with pytest.raises(ConfigError, match="own cross-training loss"):
+        Trainer(dverge_config(tmp_path, objective="ce + gal"), progress=False, echo=None)
+    with pytest.raises(ConfigError, match="plus_adv"):
+        Trainer(dverge_config(tmp_path, **{"training.adversarial.attack": "fgsm"}),
+                progress=False, echo=None)
+    with pytest.raises(ConfigError, match="members >= 2"):
+        Trainer(dverge_config(tmp_path, **{"model.members": 1}), progress=False, echo=None)
+    with pytest.raises(InputError, match="no layer"):
+        Trainer(dverge_config(tmp_path, **{"training.dverge.layer": "nope"}),
+                progress=False, echo=None)
+    with pytest.raises(ConfigError, match="strategy 'dverge' only"):
+        validate_config({"training": {"dverge": {"eps": 0.1}}})

@@ -110,3 +110,87 @@ def test_lock_holder_removes_temp_files_of_killed_writes(tmp_path):
     keep.write_text("[]")
     with RunLock(tmp_path):
         assert not stale.exists() and keep.exists()
+
+
+def test_lock_holder_cleans_temp_files_in_subfolders_but_not_in_nested_runs(tmp_path):
+    unit = tmp_path / "suite" / "units" / ".pgd-abc.json.1f2e.tmp"
+    surrogate = tmp_path / "surrogates" / ".cache.json.99.tmp"
+    nested = tmp_path / "surrogates" / "s1" / ".checkpoint.safetensors.7a.tmp"
+    for f in (unit, surrogate, nested):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"torn")
+    (nested.parent / ".lock").write_text("")  # another run: its own holder cleans it
+    keep = tmp_path / "suite" / "units" / "pgd-abc.json"
+    keep.write_text("{}")
+    with RunLock(tmp_path, shared=True):  # a reader never deletes anything
+        assert unit.exists() and surrogate.exists()
+    with RunLock(tmp_path):
+        assert not unit.exists() and not surrogate.exists()
+        assert nested.exists() and keep.exists()
+    with RunLock(nested.parent):
+        assert not nested.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_result_files_respect_the_umask(tmp_path, umask):
+    from robens.records import write_json_records
+    from robens.utils import atomic_write_json
+
+    before = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        write_json_records(tmp_path / "records.jsonl", [
+            {"method": "m", "dataset": "synthetic", "model": "1xlenet",
+             "metric": "clean_accuracy", "value": 0.5, "n": 10}])
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(before)
+    expected = 0o666 & ~umask
+    for name in ("a.json", "records.jsonl", "plain.txt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == expected, name
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _bn_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(3 * 6 * 6, 4))
+
+
+def _stats(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [b.clone() for b in model.buffers()]
+
+
+def _grad(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, train: bool) -> torch.Tensor:
+    import copy
+
+    net = copy.deepcopy(model).train(train)
+    x = x.clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(net(x), y, reduction="sum").backward()
+    return x.grad.reshape(1, x.shape[0], -1)
+
+
+def test_jacobians_and_input_gradients_leave_batchnorm_statistics_alone():
+    from robens.metrics import member_jacobians
+    from robens.objectives import input_gradients
+
+    net = _bn_net().train()
+    with torch.no_grad():  # non-trivial running statistics
+        net(torch.rand(16, 1, 8, 8) * 3)
+    x, y = torch.rand(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 0])
+    before = _stats(net)
+    jac = member_jacobians(net, x)  # eval mode: the inference function
+    assert net.training and all(torch.equal(a, b) for a, b in zip(before, _stats(net), strict=True))
+    eval_net = _bn_net().eval()
+    eval_net.load_state_dict(net.state_dict())
+    assert torch.allclose(jac, member_jacobians(eval_net, x))
+    g_eval = input_gradients(net, x, y)  # default: eval mode
+    assert torch.allclose(g_eval, _grad(net, x, y, train=False), atol=1e-6)
+    g_train = input_gradients(net, x, y, mode="train")  # the training forward's gradients
+    assert torch.allclose(g_train, _grad(net, x, y, train=True), atol=1e-6)
+    assert not torch.allclose(g_train, g_eval, atol=1e-4)
+    assert net.training and all(torch.equal(a, b) for a, b in zip(before, _stats(net), strict=True))
+    with pytest.raises(InputError, match="mode must be"):
+        input_gradients(net, x, y, mode="training")

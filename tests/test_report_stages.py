@@ -26,6 +26,7 @@ def test_stage_and_aggregation_tables(tmp_path):
     md = (index.parent / "summary.md").read_text()
     assert "## Attack stages" in md and "autoattack eps=0.1 stages (n = 100)" in md
     assert "| apgd-ce | 20.00 | 90 | 70 | 3.0 |" in md
+    assert "| apgd-ce | 20.00 | 90 | 70 | 3.0 | [13.3, 28.9] |" in md  # Wilson, 20 of 100
     assert "| logits | probs | loss |" in md and "| 60 | 4 | 1 |" in md
     assert "WB autoattack 0.1 %" in md and "WB pgd 0.1 %" in md
     assert "Attack stages" in index.read_text()

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -123,9 +124,12 @@ def test_independent_stages_form_one_wave():
     assert [[s.name for s in w] for w in waves(plan)] == [["sce", "mmc"]]
     mmc = plan.stages[1]
     assert mmc.trials[0].config.model.head == "mmc"
-    # the paper's adaptive loss per model, plus the CW margin on both
-    assert {a["params"]["loss"] for a in mmc.sweep.suite["attacks"]} == {"mmc", "cw"}
-    assert {a["params"]["loss"] for a in plan.stages[0].sweep.suite["attacks"]} == {"ce", "cw"}
+    # the paper's adaptive PGD loss per model, plus the CW margin on both (AutoAttack beside)
+    def losses(stage):
+        return {a["params"]["loss"] for a in stage.sweep.suite["attacks"] if a["attack"] == "pgd"}
+
+    assert losses(mmc) == {"mmc", "cw"} and losses(plan.stages[0]) == {"ce", "cw"}
+    assert mmc.sweep.suite["per_sample"] is True  # per-image outcomes for the paired checks
 
 
 def test_overrides_and_dry_run_text(tmp_path):
@@ -193,15 +197,39 @@ def test_merge_and_variables(tmp_path):
 
 
 # ---------------------------------------------------------------------------- summaries
-def _view(stage: str, cfg: dict, records: list[dict], tid: str) -> TrialView:
+def _view(stage: str, cfg: dict, records: list[dict], tid: str, root: Path | None = None
+          ) -> TrialView:
     config = validate_config(deep_merge({"output_dir": "x"}, cfg))
-    return TrialView(stage, "g", tid, {}, config, Path("x"), records)
+    view = TrialView(stage, "g", tid, {}, config, (root or Path("x")) / tid, records)
+    if root is not None:
+        _attach_samples(view)
+    return view
+
+
+def _attach_samples(view: TrialView, default_n: int = 500) -> None:
+    """Per-image outcomes consistent with the view's accuracy records, as a suite stores them:
+    images 0..n-1, correct on a prefix (so two models' correct sets are nested and every
+    discordant pair favours the more accurate one)."""
+    clean = next((r for r in view.records if r["metric"] == "clean_accuracy"), None)
+    samples = view.run_dir / "suite" / "samples"
+    samples.mkdir(parents=True, exist_ok=True)
+    for i, r in enumerate(view.records):
+        if r["metric"] != "robust_accuracy":
+            continue
+        n = r.setdefault("n", default_n)
+        r["unit"] = f"u{i}"
+        k_adv = round(r["value"] * n)
+        k_clean = max(k_adv, round((clean["value"] if clean else 1.0) * n))
+        idx = np.arange(n)
+        np.savez(samples / f"u{i}.npz", index=idx, label=np.zeros(n, np.int64),
+                 pred_clean=(idx >= k_clean).astype(np.int64),
+                 pred_adv=(idx >= k_adv).astype(np.int64))
 
 
 def _uap_records(clean: float, uap: list[float]) -> list[dict]:
-    recs = [{"metric": "clean_accuracy", "value": clean, "unit": "clean-1", "n": 100}]
+    recs = [{"metric": "clean_accuracy", "value": clean, "unit": "clean-1", "n": 1000}]
     recs += [{"metric": "robust_accuracy", "threat_model": "universal", "eps": e, "value": v,
-              "n": 100} for e, v in zip([0.1, 0.15, 0.2, 0.25], uap, strict=True)]
+              "n": 1000} for e, v in zip([0.1, 0.15, 0.2, 0.25], uap, strict=True)]
     return recs
 
 
@@ -209,12 +237,12 @@ def test_jacobian_summary_weighted_accuracy_and_ordering(tmp_path):
     plan = plan_recipe("jacobian-ensembles", "quick", output_dir=tmp_path)
     views = [
         _view("models", {"name": "single", "model": {"members": 1}},
-              _uap_records(0.90, [0.2, 0.1, 0.1, 0.0]), "std"),
+              _uap_records(0.90, [0.2, 0.1, 0.1, 0.0]), "std", tmp_path),
         _view("models", {"name": "single", "objective": "ce + 0.1*jr", "model": {"members": 1}},
-              _uap_records(0.80, [0.4, 0.3, 0.3, 0.2]), "jr"),
+              _uap_records(0.80, [0.4, 0.3, 0.3, 0.2]), "jr", tmp_path),
         _view("models", {"name": "bagging", "objective": "ce + 0.05*jr",
                          "model": {"members": 6}, "training": {"strategy": "bagging"}},
-              _uap_records(0.84, [0.5, 0.45, 0.4, 0.37]), "bag"),
+              _uap_records(0.84, [0.5, 0.45, 0.4, 0.37]), "bag", tmp_path),
     ]
     out = summarize(plan, views)
     rows = {r["trial"]: r for r in out["data"]["rows"]}
@@ -222,14 +250,18 @@ def test_jacobian_summary_weighted_accuracy_and_ordering(tmp_path):
     assert rows["bag"]["weighted"] == pytest.approx(0.5 * (0.84 + (0.5 + 0.45 + 0.4 + 0.37) / 4))
     assert rows["std"]["weighted"] == pytest.approx(0.5 * (0.9 + 0.1))
     (check,) = out["checks"]
-    assert check["passed"] is True and "Bagging M=6" in check["detail"]
+    assert check["verdict"] == "PASS" and "Bagging M=6" in check["detail"]
+    assert check["test"] == "paired bootstrap (two-sided)" and check["p"] < 0.05
     # the published F-MNIST rows are shown, with our exact match under Bagging 6 / 0.05
     cmp = out["tables"][1]
     i = next(i for i, r in enumerate(cmp["rows"]) if r[1:4] == ["Bagging", "6", "0.05"])
     assert cmp["rows"][i][0] == "published (fashion-mnist)" and cmp["classes"][i + 1] == "ours"
     # a JR ensemble worse than the JR-only single model fails the check
     views[2].records = _uap_records(0.80, [0.2, 0.2, 0.2, 0.2])
-    assert summarize(plan, views)["checks"][0]["passed"] is False
+    _attach_samples(views[2])
+    assert summarize(plan, views)["checks"][0]["verdict"] == "FAIL"
+    views[0].records[0].update(value=0.1, n=10)  # a standard model at chance: no verdict
+    assert summarize(plan, views)["checks"][0]["verdict"] == "INCONCLUSIVE"
 
 
 def test_gal_summary_checks(tmp_path):
@@ -237,7 +269,7 @@ def test_gal_summary_checks(tmp_path):
     attacks = ["fgsm", "rfgsm", "ifgsm", "mifgsm", "pgd_cw"]
 
     def recs(level: float, bump: dict | None = None) -> list[dict]:
-        out = [{"metric": "clean_accuracy", "value": 0.85, "unit": "clean-1"},
+        out = [{"metric": "clean_accuracy", "value": 0.85, "unit": "clean-1", "n": 500},
                {"metric": "coherence", "value": level - 0.5}]
         for a in attacks:
             for e, drop in ((0.1, 0.0), (0.3, 0.2)):
@@ -246,14 +278,16 @@ def test_gal_summary_checks(tmp_path):
                             "attack": a, "eps": e, "value": v})
         return out
 
-    views = [_view("targets", {"name": "base"}, recs(0.3), "b"),
-             _view("targets", {"name": "div"}, recs(0.5, {"pgd_cw": -0.25}), "d"),
-             _view("targets", {"name": "ens"}, recs(0.6), "e"),
-             _view("targets", {"name": "ens-div"}, recs(0.7, {"fgsm": -0.2}), "ed")]
+    views = [_view("targets", {"name": "base"}, recs(0.3), "b", tmp_path),
+             _view("targets", {"name": "div"}, recs(0.5, {"pgd_cw": -0.25}), "d", tmp_path),
+             _view("targets", {"name": "ens"}, recs(0.6), "e", tmp_path),
+             _view("targets", {"name": "ens-div"}, recs(0.7, {"fgsm": -0.2}), "ed", tmp_path)]
     out = summarize(plan, views)
     div, ensdiv = out["checks"]
-    assert div["passed"] is False and "4/5" in div["detail"] and "PGD-CW@0.1" in div["detail"]
-    assert ensdiv["passed"] is True and "8 won, 2 lost, 0 tied" in ensdiv["detail"]
+    assert div["verdict"] == "FAIL" and "4/5 significant wins" in div["detail"]
+    assert "PGD-CW@0.1: 25.0% vs 30.0%" in div["detail"]
+    assert ensdiv["verdict"] == "PASS" and "8/10 significant wins, 2 significant losses" in \
+        ensdiv["detail"]
     assert out["data"]["cells"]["div"]["fgsm"] == pytest.approx([0.5, 0.3])
 
 
@@ -261,7 +295,7 @@ def test_mmc_summary_separates_the_cw_attack_and_weighs_its_noise(tmp_path):
     plan = plan_recipe("mmc", "quick", output_dir=tmp_path)
 
     def recs(un: float, cw: float) -> list[dict]:
-        out = [{"metric": "clean_accuracy", "value": 0.9, "unit": "clean-1"}]
+        out = [{"metric": "clean_accuracy", "value": 0.9, "unit": "clean-1", "n": 500}]
         for e in (0.1, 0.2):
             for steps in (10, 50):
                 out.append({"metric": "robust_accuracy", "threat_model": "white_box",
@@ -272,16 +306,19 @@ def test_mmc_summary_separates_the_cw_attack_and_weighs_its_noise(tmp_path):
                         "params": {"steps": 50, "loss": "cw"}})
         return out
 
-    views = [_view("sce", {"name": "sce"}, recs(0.08, 0.084), "s"),
-             _view("mmc", {"name": "mmc"}, recs(0.18, 0.088), "m")]
+    views = [_view("sce", {"name": "sce"}, recs(0.08, 0.084), "s", tmp_path),
+             _view("mmc", {"name": "mmc"}, recs(0.18, 0.088), "m", tmp_path)]
     out = summarize(plan, views)
     paper, strong = out["checks"]
-    assert paper["passed"] is True and "4/4" in paper["detail"]  # the CW rows stay out of it
-    assert strong["passed"] is False and "0/2" in strong["detail"]  # 0.4 points < 2 SE
+    assert paper["verdict"] == "PASS" and "4/4" in paper["detail"]  # the CW rows stay out of it
+    assert paper["test"] == "McNemar exact (two-sided)" and paper["p"] < 1e-10
+    # 0.4 points (2 of 500 images) is no significant difference
+    assert strong["verdict"] == "INCONCLUSIVE" and "0/2 significant wins" in strong["detail"]
     assert out["data"]["cw_cells"]["mmc"]["pgd50-cw@0.1"] == pytest.approx(0.088)
     assert out["tables"][1]["headers"] == ["Method", "PGD50-CW eps 0.1", "PGD50-CW eps 0.2"]
     views[1].records = recs(0.18, 0.2)
-    assert summarize(plan, views)["checks"][1]["passed"] is True
+    _attach_samples(views[1])
+    assert summarize(plan, views)["checks"][1]["verdict"] == "PASS"
 
 
 def test_spearman_and_gdr_summary(tmp_path):
@@ -290,16 +327,21 @@ def test_spearman_and_gdr_summary(tmp_path):
     assert math.isnan(spearman([1, 2], [1, 2])[0]) and math.isnan(spearman([1, 1, 1], [1, 2, 3])[0])
     plan = plan_recipe("gdr", "quick", output_dir=tmp_path)
     views = []
-    for i, g in enumerate([0.05, 0.1, 0.15, 0.2]):
-        recs = [{"metric": "gdr", "value": g}, {"metric": "clean_accuracy", "value": 0.8}]
+    for i, g in enumerate([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]):
+        recs = [{"metric": "gdr", "value": g},
+                {"metric": "clean_accuracy", "value": 0.8, "n": 100}]
         recs += [{"metric": "attack_success_rate", "threat_model": "white_box", "attack": a,
                   "eps": e, "value": g * e * (2 if a == "pgd" else 1)}
                  for a in ("fgsm", "pgd", "mifgsm") for e in (0.03, 0.06, 0.09)]
         views.append(_view("ensembles", {"objective": f"ce + {i}*gdr"}, recs, f"t{i}"))
     out = summarize(plan, views)
     corr = out["data"]["correlation"]
-    assert corr["fgsm@0.03"]["n"] == 4 and corr["fgsm@0.03"]["rho"] == pytest.approx(1.0)
-    assert out["checks"][0]["passed"] is True and "n = 4" in out["checks"][0]["detail"]
+    assert corr["fgsm@0.03"]["n"] == 8 and corr["fgsm@0.03"]["rho"] == pytest.approx(1.0)
+    assert corr["fgsm@0.03"]["p"] == pytest.approx(2 / math.factorial(8))  # exact permutation
+    check = out["checks"][0]
+    assert check["verdict"] == "PASS" and "n = 8" in check["detail"]
+    # four ensembles cannot reach p < 0.05 under the permutation test (2/24)
+    assert summarize(plan, views[::2])["checks"][0]["verdict"] == "INCONCLUSIVE"
 
 
 # ---------------------------------------------------------------------------- tiny runs
@@ -314,7 +356,9 @@ def test_tiny_diversity_run_in_process(tmp_path, one_thread):
     assert s["wall_seconds"] > 0 and s["scale"] == "tiny" and s["dataset"] == "synthetic"
     assert {c["name"] for c in s["checks"]} >= {
         "Div beats Base under every transfer attack at eps 0.1",
-        "Ens+Div beats Ens on most (attack, eps) cells (more wins than losses)"}
+        "Ens+Div beats Ens on most (attack, eps) cells (significant wins only)"}
+    for c in s["checks"]:  # a smoke-test scale decides nothing
+        assert c["verdict"] == "INCONCLUSIVE" and c["passed"] is None, (c["name"], c["detail"])
     assert set(s["data"]["cells"]) == {"base", "div", "ens", "ens-div"}
     assert all(v is not None for v in s["data"]["cells"]["div"]["fgsm"])
     # Ens trained on FGSM examples of the source trained by the first stage
@@ -344,8 +388,16 @@ def test_tiny_mmc_run_and_cli(tmp_path, one_thread, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "summary:" in text and "MMC beats SCE" in text
+    assert "[INCONCLUSIVE] MMC beats SCE" in text and "[PASS]" not in text
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["data"]["cells"]) == {"sce", "mmc"}
+    assert summary["checks"] and all(c["verdict"] == "INCONCLUSIVE" for c in summary["checks"])
+    assert all(c["test"] == "McNemar exact (two-sided)" and c["p"] is not None
+               for c in summary["checks"])
+    # one source for each clean accuracy: the progress line prints the table's figure and n
+    for role, (k, n) in summary["data"]["clean_n"].items():
+        assert f"clean accuracy {100 * k / n:.2f}% on {n} images" in text, role
+        assert summary["data"]["clean"][role] == pytest.approx(k / n)
     assert summary["command"].startswith("robens reproduce mmc --scale tiny --dataset synthetic")
     assert "--set data.train_size=100" in summary["command"]
     (out / "report" / "index.html").unlink()

@@ -67,7 +67,7 @@ def source_checkpoint(tmp_path_factory) -> Path:
 
 
 def test_registry():
-    assert set(STRATEGIES) == {"joint", "bagging", "snapshot"}
+    assert set(STRATEGIES) == {"joint", "bagging", "snapshot", "dverge"}
 
 
 # ------------------------------------------------------------------ recipes

@@ -238,7 +238,7 @@ def test_cli_attack_writes_record_and_saves_examples(checkpoint, tmp_path):
 
     argv = ["attack", str(checkpoint), "--attack", "fgsm", "--eps", "0.1", "--test-size", "200"]
     assert main(argv) == 0
-    record = checkpoint.parent / "attack-fgsm-eps0.1.json"
+    (record,) = checkpoint.parent.glob("attack-fgsm-eps0.1-white_box-n200-*.json")
     recs = read_json_records(record)
     by_metric = {r["metric"]: r for r in recs}
     assert {"clean_accuracy", "robust_accuracy"} <= set(by_metric)
@@ -283,7 +283,7 @@ def test_attack_checkpoint_api_uap_transfer_and_errors(checkpoint, tmp_path):
     )
     assert s["attack"] == "uap" and 0 <= s["robust_accuracy"] <= s["clean_accuracy"]
     assert {"fooling_rate_changed", "fooling_rate_misclassified"} <= set(s["uap"])
-    assert s["record_path"].endswith("attack-uap-eps0.2.json")
+    assert s["record_path"].rsplit("/", 1)[-1].startswith("attack-uap-eps0.2-white_box-n100-")
     t = attack_checkpoint(
         checkpoint,
         attack="fgsm",

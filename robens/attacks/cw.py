@@ -12,6 +12,7 @@ perturbation is projected onto the ``eps``-ball of the attack's norm, so robust 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,7 +28,17 @@ _UPPER = 1e10
 
 
 class _BinarySearchAttack(Attack):
-    """Shared binary search over ``c`` and the success test with confidence ``kappa``."""
+    """Shared binary search over ``c`` and the success test with confidence ``kappa``.
+
+    ``on_step`` (set by a caller that shows progress) is called once per optimizer step of
+    every binary-search step: ``binary_search_steps * steps`` calls per batch.
+    """
+
+    on_step: Callable[[], None] | None = None
+
+    def _tick(self) -> None:
+        if self.on_step is not None:
+            self.on_step()
 
     def _setup_search(
         self, c: float, steps: int, lr: float, binary_search_steps: int
@@ -117,6 +128,7 @@ class CW(_BinarySearchAttack):
             v = torch.zeros_like(w)
             found = torch.zeros(b, dtype=torch.bool, device=x.device)
             for t in range(1, self.steps + 1):
+                self._tick()
                 with torch.enable_grad():
                     w.requires_grad_(True)
                     xp = (torch.tanh(w) + 1) / 2
@@ -199,6 +211,7 @@ class EAD(_BinarySearchAttack):
             yk = x.clone()
             found = torch.zeros(b, dtype=torch.bool, device=x.device)
             for k in range(self.steps):
+                self._tick()
                 lr = self.lr * (1 - k / self.steps) ** 0.5
                 with torch.enable_grad():
                     ya = yk.detach().requires_grad_(True)

@@ -47,6 +47,22 @@ def _model_dtype_device(model: object, fallback: torch.Tensor) -> tuple[torch.dt
     return fallback.dtype, fallback.device
 
 
+def _as_batches(data: object, name: str) -> Batches:
+    """``data`` as batches: a bare ``(x, y)`` pair of tensors is one batch (``[(x, y)]``);
+    anything that is neither an ImageDataset nor an iterable is an :class:`InputError`."""
+    if (isinstance(data, (tuple, list)) and len(data) == 2
+            and all(isinstance(t, torch.Tensor) for t in data)):
+        return [(data[0], data[1])]
+    if isinstance(data, ImageDataset):
+        return data
+    if isinstance(data, torch.Tensor) or not hasattr(data, "__iter__"):
+        raise InputError(
+            f"{name} must be an ImageDataset, an iterable of (x, y) batches or one (x, y) pair,"
+            f" got {type(data).__name__}"
+        )
+    return data  # type: ignore[return-value]
+
+
 @register_attack("sgd_uap", "sgduap")
 class SGDUAP(Attack):
     """SGD universal adversarial perturbation (L-inf).
@@ -70,6 +86,9 @@ class SGDUAP(Attack):
 
     name = "uap"
     deterministic = False
+    #: called after every SGD step of :meth:`fit` (``iterations * seeds`` calls), by a caller
+    #: that shows progress
+    on_step: Callable[[], None] | None = None
     supported_norms = ("linf",)
     supported_losses = ("ce",)
 
@@ -177,6 +196,8 @@ class SGDUAP(Attack):
                 (grad,) = torch.autograd.grad(loss, d)
             delta = (delta + step * grad.sign()).clamp(-self.eps, self.eps).detach()
             done += 1
+            if self.on_step is not None:
+                self.on_step()
         if delta is None:
             raise InputError("the data for the universal perturbation has no batches")
         return delta[0]
@@ -193,7 +214,8 @@ class SGDUAP(Attack):
         return metrics["fooling_rate_misclassified"]
 
     def fit(self, data: Batches, select_on: Batches | None = None) -> torch.Tensor:
-        """Craft the universal perturbation on ``data``; returns ``delta`` ``[C, H, W]``.
+        """Craft the universal perturbation on ``data`` (an ImageDataset, an iterable of
+        ``(x, y)`` batches, or one ``(x, y)`` pair); returns ``delta`` ``[C, H, W]``.
 
         With ``seeds > 1`` each restart's perturbation is scored on ``select_on`` (default:
         ``data``, one pass) and the one with the highest fooling rate is kept; every restart's
@@ -201,6 +223,9 @@ class SGDUAP(Attack):
         """
         if self.combine == "loss":
             raise InputError("SGD-UAP supports combine='logits' or 'probs', not 'loss'")
+        data = _as_batches(data, "data")
+        if select_on is not None:
+            select_on = _as_batches(select_on, "select_on")
         if self.seeds > 1 and not isinstance(data, ImageDataset) and iter(data) is data:
             raise InputError(
                 "seeds > 1 needs data that can be iterated again (an ImageDataset or a list of"

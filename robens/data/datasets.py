@@ -8,6 +8,7 @@ saying where it looked and how to get the files.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,20 +147,18 @@ def data_home() -> Path:
 def candidate_dirs(name: str, root: str | os.PathLike[str] | None = None) -> list[Path]:
     """Folders searched for dataset ``name``, in order.
 
-    ``root`` (itself, then ``root/<name>``); ``$ROBENS_DATA`` (itself, then
-    ``$ROBENS_DATA/<name>``); ``~/.robens/data/<name>``; then system folders such as
+    An explicit ``root`` is searched alone (itself, then ``root/<name>``); else an explicit
+    ``$ROBENS_DATA`` alone (itself, then ``$ROBENS_DATA/<name>``): a folder the user named that
+    does not hold the dataset is an error, never a silent fall back to another copy. Without
+    either: ``~/.robens/data/<name>``, then system folders such as
     ``/usr/share/datasets/fashion-mnist``.
     """
     name = canonical_name(name)
-    dirs: list[Path] = []
-    if root is not None:
-        base = Path(root).expanduser()
-        dirs += [base, base / name]
-    env = os.environ.get(ENV_VAR)
-    if env:
-        base = Path(env).expanduser()
-        dirs += [base, base / name]
-    dirs.append(data_home() / name)
+    explicit = root if root is not None and str(root) != "" else os.environ.get(ENV_VAR)
+    if explicit:
+        base = Path(explicit).expanduser()
+        return [base, base / name]
+    dirs: list[Path] = [data_home() / name]
     dirs += list(SYSTEM_DIRS.get(name, ()))
     unique: list[Path] = []
     for d in dirs:
@@ -212,6 +211,14 @@ def how_to_get(name: str) -> str:
     return f"run `robens data download {name}`, or place the files in {home}"
 
 
+def _searched_note(root: str | os.PathLike[str] | None) -> str:
+    if root is not None and str(root) != "":
+        return " (the data root given explicitly, so only it was searched)."
+    if os.environ.get(ENV_VAR):
+        return f" (${ENV_VAR} is set, so only it was searched; unset it to search the defaults)."
+    return f" (set {ENV_VAR} or pass root= / --data-root to name a folder)."
+
+
 def _missing_error(name: str, split: str, root: str | os.PathLike[str] | None) -> DatasetError:
     searched = candidate_dirs(name, root)
     partial = []
@@ -224,7 +231,7 @@ def _missing_error(name: str, split: str, root: str | os.PathLike[str] | None) -
         f"dataset {name!r} ({split} split) not found.",
         "Searched: "
         + ", ".join(str(d) for d in searched)
-        + f" (set {ENV_VAR} or pass root= to add a folder).",
+        + _searched_note(root),
         "Expected files: "
         + ", ".join(expected_files(name, split))
         + DATASETS.get(name).files_note,
@@ -247,12 +254,19 @@ def load_dataset(
 
     ``size`` keeps ``size`` samples chosen with ``seed`` (see :meth:`ImageDataset.subset`).
     For ``synthetic`` the data are generated (never read from disk), with at least ``size``
-    samples. Raises :class:`DatasetError` when the files are missing or corrupt.
+    samples. Raises :class:`DatasetError` when the files are missing or corrupt, or when
+    ``size`` exceeds the split.
     """
     name = canonical_name(name)
     check_split(split)
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise DatasetError(f"size must be an integer >= 1 or None, got {size!r}")
+    try:
+        ok = not isinstance(seed, bool) and 0 <= operator.index(seed) < 2**63
+    except TypeError:
+        ok = False
+    if not ok:
+        raise DatasetError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
     spec = DATASETS.get(name)
     if spec.generate is not None:
         return spec.generate(size, split).subset(size, seed)
@@ -263,4 +277,9 @@ def load_dataset(
         raise DatasetError(f"dataset {name!r} has no reader")
     images, labels = spec.read(folder, split)
     dataset = ImageDataset(images, labels, spec.num_classes, name, split, list(spec.class_names))
+    if size is not None and size > len(dataset):
+        raise DatasetError(
+            f"{name} has {len(dataset)} {split} images in {folder}; a subset of {size} is larger"
+            f" than the split (ask for at most {len(dataset)}, or none for all of it)"
+        )
     return dataset.subset(size, seed)

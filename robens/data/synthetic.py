@@ -15,6 +15,8 @@ from robens.data.base import ImageDataset
 from robens.errors import DatasetError
 
 DEFAULT_SIZES = {"train": 2000, "test": 500}
+#: the largest split generated (it is built in memory at once)
+MAX_SIZE = 1_000_000
 _SPLIT_STREAM = {"train": 1, "test": 2}
 _MIX = 0x9E3779B97F4A7C15
 
@@ -54,6 +56,10 @@ def make_synthetic(
         n = DEFAULT_SIZES[split]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise DatasetError(f"synthetic dataset size must be an integer >= 1, got {n!r}")
+    if n > MAX_SIZE:  # generated in memory: ~3 KB a sample while it is made
+        raise DatasetError(
+            f"synthetic dataset size {n} is larger than its maximum of {MAX_SIZE} per split"
+        )
     if num_classes < 2:
         raise DatasetError(f"num_classes must be at least 2, got {num_classes}")
     if len(in_shape) != 3 or min(in_shape) < 1:

@@ -6,6 +6,12 @@ White-box by default; ``surrogate`` crafts the examples on another checkpoint (t
 GAL paper's black-box protocol); ``attack="uap"`` fits SGD-UAP on the training split and
 evaluates it on the test set. Defences with MMC heads or RCE inference are attacked
 adaptively (:func:`robens.attacks.adaptive.adaptive_attack`).
+
+It reads a run as ``robens evaluate`` does: under the run's shared lock (and the surrogate's),
+with a loud warning on an unfinished checkpoint. Its records are named after their identity
+(attack, eps, threat model, sample size and a hash of every identifying field), so a transfer
+record never replaces the white-box one of the same attack and eps, nor a 100-image record a
+10,000-image one.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +38,34 @@ from robens.attacks import (
 )
 from robens.data import load_dataset
 from robens.errors import InputError
-from robens.evaluate.clean import checkpoint_test_set
+from robens.evaluate.clean import (
+    checkpoint_test_set,
+    reading_lock,
+    run_dir_of,
+    subset_seed,
+    unfinished_warning,
+)
 from robens.evaluate.engine import evaluate_attack
+from robens.evaluate.storage import slug
 from robens.factory import load_ensemble
 from robens.progress import Progress
-from robens.records import ThreatModel, make_record, records_from_meta, write_json_records
+from robens.records import (
+    ThreatModel,
+    identity_key,
+    make_record,
+    merge_json_records,
+    records_from_meta,
+)
 from robens.utils import atomic_write_bytes, resolve_device
 
 #: attacks whose result is a minimum-norm search; ``eps`` bounds them only with ``--norm l2``
 #: (CW) and is otherwise not a budget
 _MIN_NORM = ("cw", "ead", "jsma")
 _MASKING_SAMPLES = 64
+#: ``--attack uap`` by default = the universal entry of configs/suites/main.yaml (SGD-UAP fitted
+#: on 2,000 seeded training images; tests/test_cli_progress.py keeps the two equal)
+UAP_FIT_SIZE = 2000
+UAP_PARAMS: dict[str, Any] = {"iterations": 20, "seeds": 3, "batch_size": 200}
 #: attacks whose masking checks skip the "run it again" check (randomized or cascades)
 _NO_REPEAT = ("uap", "apgd", "apgd_t", "square", "autoattack")
 
@@ -60,18 +85,18 @@ def merge_stage_logs(logs: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[
     return out
 
 
-def _run_dir(checkpoint: Path) -> Path:
-    return checkpoint if checkpoint.is_dir() else checkpoint.parent
+def record_filename(fields: dict[str, Any]) -> str:
+    """``attack-<attack>-eps<eps>-<threat model>-n<n>-<identity hash>.json`` of a record's
+    identifying ``fields`` (its metric and value aside)."""
+    ident = {k: v for k, v in fields.items() if k not in ("metric", "value")}
+    return (f"attack-{slug(str(fields['attack']))}-eps{float(fields['eps']):g}"
+            f"-{fields.get('threat_model')}-n{fields.get('n')}-{identity_key(ident)}.json")
 
 
-def _record_path(checkpoint: Path, out: Path | None, name: str, eps: float) -> Path:
-    filename = f"attack-{name}-eps{eps:g}.json"
-    if out is None:
-        return _run_dir(checkpoint) / filename
-    out = Path(out)
-    if out.suffix in (".json", ".jsonl"):
-        return out
-    return out / filename
+def _record_path(checkpoint: Path, out: Path | None, fields: dict[str, Any]) -> Path:
+    if out is not None and Path(out).suffix in (".json", ".jsonl"):
+        return Path(out)  # an explicit file: records of other identities in it are kept
+    return (run_dir_of(checkpoint) if out is None else Path(out)) / record_filename(fields)
 
 
 def _attack_params(
@@ -149,21 +174,61 @@ def attack_checkpoint(
     device: str = "auto",
     seed: int = 0,
     progress: bool = False,
+    warn: Callable[[str], None] | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Attack a trained checkpoint on (a seeded subset of) its test set.
 
-    ``progress`` shows a bar over the batches (the CLI turns it on for a terminal). A cascade
+    ``progress`` shows bars (the CLI turns it on for a terminal) over the batches, SGD-UAP's
+    fitting steps and C&W's binary search; without it, ``echo`` gets one line per stage.
+    ``attack="uap"`` fits as the main suite does (:data:`UAP_FIT_SIZE` training images,
+    :data:`UAP_PARAMS`; ``steps`` sets the iterations). A cascade
     (``autoattack``) adds ``"stages"``: per stage, the robust accuracy after it over all
     images, the images it attacked and broke, and its seconds (summed over batches).
 
     Returns ``{"attack", "eps", "n", "clean_accuracy", "robust_accuracy", "threat_model",
     "record_path", "warnings", ...}``. Robust accuracy counts a sample when the target
     classifies it correctly both clean and attacked. Records (``clean_accuracy``,
-    ``robust_accuracy``, ``attack_success_rate``; JSON lines) go to ``out`` (a ``.json`` file
-    or a folder) or ``<run dir>/attack-<name>-eps<eps>.json``. ``save`` writes ``x_adv``,
-    ``y``, ``predictions`` (and ``clean_predictions``) with ``numpy.savez_compressed`` (no
-    pickle: read with ``np.load(path, allow_pickle=False)``).
+    ``robust_accuracy``, ``attack_success_rate``; JSON lines) go to ``out`` (a ``.json`` file,
+    merged by record identity, or a folder) or the run directory, named by
+    :func:`record_filename`. ``save`` writes ``x_adv``, ``y``, ``predictions`` (and
+    ``clean_predictions``) with ``numpy.savez_compressed`` (no pickle: read with
+    ``np.load(path, allow_pickle=False)``).
+
+    The run directories of ``checkpoint`` and ``surrogate`` are held with a shared lock
+    (:class:`~robens.errors.RunLockedError` while one is being trained). Warnings known before
+    the attack runs (an unfinished checkpoint, eps not a budget) go to ``warn`` at once; all of
+    them are in ``"warnings"`` and in every record.
     """
+    with ExitStack() as stack:
+        stack.enter_context(reading_lock(checkpoint))
+        if surrogate is not None:
+            stack.enter_context(reading_lock(surrogate))
+        return _attack_checkpoint(
+            checkpoint, attack, eps, steps, alpha, loss, norm, surrogate, save, test_size,
+            batch_size, out, device, seed, progress, warn, echo,
+        )
+
+
+def _attack_checkpoint(
+    checkpoint: str | os.PathLike,
+    attack: str,
+    eps: float,
+    steps: int | None,
+    alpha: float | None,
+    loss: str,
+    norm: str,
+    surrogate: str | os.PathLike | None,
+    save: str | os.PathLike | None,
+    test_size: int | None,
+    batch_size: int,
+    out: str | os.PathLike | None,
+    device: str,
+    seed: int,
+    progress: bool,
+    warn: Callable[[str], None] | None,
+    echo: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     start = time.perf_counter()
     name = canonical_attack_name(attack)
     if batch_size < 1:
@@ -171,6 +236,7 @@ def attack_checkpoint(
     dev = resolve_device(device)
     ckpt = Path(checkpoint)
     model, meta = load_ensemble(ckpt)
+    warnings: list[str] = [w for w in [unfinished_warning(meta, ckpt)] if w]
     model.to(dev).eval()
     data = checkpoint_test_set(meta, None, None, test_size, seed)
     craft = model
@@ -181,24 +247,31 @@ def attack_checkpoint(
         craft.to(dev).eval()
         _check_compatible(meta, sur_meta, "surrogate")
         threat = ThreatModel.TRANSFER.value
-        surrogate_fields = {"surrogate": str(surrogate),
-                            "surrogate_model": records_from_meta(sur_meta)["model"]}
-    warnings: list[str] = []
+        sur = records_from_meta(sur_meta)
+        surrogate_fields = {"surrogate": str(surrogate), "surrogate_model": sur["model"],
+                            "surrogate_epoch": sur["epoch"],
+                            "surrogate_complete": sur["complete"]}
+        warnings += [w for w in [unfinished_warning(sur_meta, surrogate)] if w]
     info: dict[str, Any] = {}
 
-    if name == "uap":
+    if name == "uap":  # the main suite's universal attack (the same settings and data)
         if norm != "linf" or loss != "ce" or alpha is not None:
             raise InputError("uap (SGD-UAP) takes --norm linf, --loss ce and no --alpha")
-        uap = SGDUAP(craft, eps, iterations=steps or 100, seed=seed)
+        params = {**UAP_PARAMS, **({"iterations": steps} if steps is not None else {})}
+        uap = SGDUAP(craft, eps, **params, seed=seed)
         cfg = meta.get("config", {}).get("data", {})
-        train = load_dataset(data.name, "train", root=cfg.get("root"), seed=seed)
-        delta = uap.fit(train)
-        info["uap"] = uap_metrics(model, delta, data.batches(batch_size))
+        train = load_dataset(data.name, "train", root=cfg.get("root"), size=UAP_FIT_SIZE,
+                             seed=seed)
         info["uap_fit_split"] = "train"
+        info["uap_fit_size"] = len(train)
         atk = uap
     else:
         params = _attack_params(name, eps, steps, alpha, loss, norm, seed, warnings)
         atk = adaptive_attack(craft, name, **params)
+    for w in warnings:  # before the work
+        if warn is not None:
+            warn(w)
+    early = len(warnings)
 
     first: list[tuple[torch.Tensor, torch.Tensor, Any]] = []
     stage_logs: list[tuple[int, list[dict[str, Any]]]] = []
@@ -210,10 +283,23 @@ def attack_checkpoint(
             stage_logs.append((int(y.shape[0]), result.info["stages"]))
 
     batches = list(data.batches(batch_size))
-    with Progress(progress) as bar:
+    with Progress(progress, echo=echo) as bar:
+        if name == "uap":
+            fitting = bar.task(f"fitting SGD-UAP eps={eps:g} on {len(train)} train images",
+                               uap.iterations * uap.seeds)
+            uap.on_step = fitting.advance
+            delta = uap.fit(train)
+            uap.on_step = None
+            fitting.close()
+            info["uap"] = uap_metrics(model, delta, data.batches(batch_size))
+        if hasattr(atk, "binary_search_steps"):  # C&W / EAD: a bar over the search's steps
+            search = bar.task(f"{name} binary search",
+                              atk.binary_search_steps * atk.steps * len(batches))
+            atk.on_step = search.advance
         outcome = evaluate_attack(
             model, atk, batches, device=dev, keep_adv=save is not None, on_batch=keep_first,
             track=lambda items: bar.track(items, f"{name} eps={eps:g}", len(batches)),
+            early_exit=threat == ThreatModel.WHITE_BOX.value,  # as the suite's default
         )
     if stage_logs:
         info["stages"] = merge_stage_logs(stage_logs)
@@ -233,8 +319,8 @@ def attack_checkpoint(
     extra = {k: v for k, v in desc.items() if k not in ("attack", "eps", "seed") and v is not None}
     extra["attack_seed"] = desc.get("seed")
     base = records_from_meta(meta, dataset=data.name)
-    common = {"attack": name, "eps": eps, "n": n, "threat_model": threat, **surrogate_fields,
-              **extra}
+    common = {"attack": name, "eps": eps, "n": n, "sample_seed": subset_seed(test_size, seed),
+              "threat_model": threat, **surrogate_fields, **extra}
     if "stages" in info:
         common["stages"] = info["stages"]
     records = [
@@ -252,8 +338,9 @@ def attack_checkpoint(
             records.append(make_record(**base, metric=key, value=info["uap"][key], **common))
     for rec in records:
         rec["warnings"] = list(warnings)
-    record_path = _record_path(ckpt, Path(out) if out is not None else None, name, eps)
-    write_json_records(record_path, records)
+    record_path = _record_path(ckpt, Path(out) if out is not None else None,
+                               {**base, **common})
+    merge_json_records(record_path, records)
 
     save_path = None
     if save is not None:
@@ -275,6 +362,9 @@ def attack_checkpoint(
         **surrogate_fields,
         "record_path": str(record_path),
         "warnings": warnings,
+        "warned": warnings[:early] if warn is not None else [],
+        "epoch": base["epoch"],
+        "complete": base["complete"],
         "save_path": str(save_path) if save_path else None,
         "attack_params": desc,
         "seconds": time.perf_counter() - start,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robens.data import ImageDataset
 from robens.errors import ConfigError
 from robens.evaluate.clean import checkpoint_test_set
 from robens.evaluate.storage import UnitStore, attack_unit_id, clean_unit_id, metric_unit_id
@@ -106,12 +108,38 @@ def _cross_check(records: Records, margin: float = 0.01) -> None:
                     r["warnings"] = [*warnings, msg]
 
 
+@dataclass(frozen=True)
+class ModelTarget:
+    """A model object to run a suite on (no checkpoint): the module, metadata in a
+    checkpoint's layout (``config``, ``dataset``, ``model``, ``sha256``), the test images and,
+    for universal perturbations fitted on training images, a training set."""
+
+    model: Any
+    meta: dict[str, Any]
+    test_set: ImageDataset
+    train_set: ImageDataset | None = None
+
+
+@dataclass
+class _ObjectContext(UnitContext):
+    """A unit context whose training images come from the caller, not a dataset registry."""
+
+    def train_data(self, size: int) -> ImageDataset:
+        train = self.extras.get("train_set")
+        if train is None:
+            raise ConfigError(
+                "this suite fits on training images (a universal attack with fit_split: train):"
+                " pass train_data=... to robens.evaluate, or set fit_split: test"
+            )
+        return train.subset(size, seed=self.suite.seed)
+
+
 class SuiteRunner:
     """Runs one suite on one checkpoint; see :func:`run_suite`."""
 
     def __init__(
         self,
-        checkpoint: str | os.PathLike,
+        checkpoint: str | os.PathLike | None,
         suite: SuiteConfig,
         out: str | os.PathLike | None = None,
         progress: bool = True,
@@ -120,18 +148,31 @@ class SuiteRunner:
         data_root: str | None = None,
         device: str = "auto",
         train_fn: TrainFn | None = None,
+        target: ModelTarget | None = None,
     ) -> None:
-        self.checkpoint = Path(checkpoint)
+        """``checkpoint`` names the model to evaluate, or ``target`` gives it as an object
+        (:class:`ModelTarget`: a user's module with its test data); exactly one of them."""
+        if (checkpoint is None) == (target is None):
+            raise ConfigError("give SuiteRunner a checkpoint or a model target (exactly one)")
         self.suite = suite
         self.echo: Echo = echo or (lambda _m: None)
         self.progress = progress
         self.device = resolve_device(device)
-        ckpt_dir = self.checkpoint if self.checkpoint.is_dir() else self.checkpoint.parent
-        self.out = Path(out) if out is not None else ckpt_dir
+        if target is None:
+            self.checkpoint: Path | None = Path(checkpoint)  # type: ignore[arg-type]
+            ckpt_dir = self.checkpoint if self.checkpoint.is_dir() else self.checkpoint.parent
+            self.model, self.meta = load_ensemble(self.checkpoint)
+            self.full_test = checkpoint_test_set(self.meta, dataset, data_root, None, suite.seed)
+            default_out = ckpt_dir
+        else:
+            if out is None:
+                raise ConfigError("evaluating a model object needs an output folder (out=...)")
+            self.checkpoint = None
+            self.model, self.meta, self.full_test = target.model, target.meta, target.test_set
+            default_out = Path(out)
+        self.out = Path(out) if out is not None else default_out
         self.store = UnitStore(self.out)
-        self.model, self.meta = load_ensemble(self.checkpoint)
         self.model.to(self.device)
-        self.full_test = checkpoint_test_set(self.meta, dataset, data_root, None, suite.seed)
         self.base = run_fields(self.meta, self.full_test.name)
         self.base["suite"] = suite.name
         self.base["eval_seed"] = suite.seed
@@ -145,12 +186,15 @@ class SuiteRunner:
         self.data_root = data_root
         self.ran: list[str] = []
         self.skipped: list[str] = []
-        self.ctx = UnitContext(
+        context = UnitContext if target is None else _ObjectContext
+        self.ctx = context(
             suite=suite, model=self.model, meta=self.meta, device=self.device,
             full_test=self.full_test, base=self.base, store=self.store,
             surrogates=self.surrogates, progress=Progress(False), echo=self.echo,
             data_root=data_root,
         )
+        if target is not None:
+            self.ctx.extras["train_set"] = target.train_set
 
     # ------------------------------------------------------------------ units
     def units(self) -> list[tuple[str, Callable[[], Records]]]:

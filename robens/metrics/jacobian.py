@@ -29,13 +29,15 @@ from robens.utils import eval_mode
 def member_jacobians(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Full input-logit Jacobians of every member, ``[M, B, C, D]`` (``M = 1`` for a plain model).
 
-    One backward pass per class (each member sees its own copy of the input).
+    One backward pass per class (each member sees its own copy of the input). Computed in eval
+    mode whatever the caller's mode (restored after): the Jacobian of the inference function,
+    with BatchNorm on its running statistics (never updated here) and Dropout off.
     """
     if x.dim() != 4:
         raise InputError(f"x must be [B, C, H, W], got {list(x.shape)}")
     is_ens = hasattr(model, "member_logits")
     m = model.num_members if is_ens else 1
-    with torch.enable_grad():
+    with torch.enable_grad(), eval_mode(model):
         xm = x.detach().unsqueeze(0).expand(m, *x.shape).clone().requires_grad_(True)
         z = model.member_logits(xm) if is_ens else model(xm[0]).unsqueeze(0)  # [M, B, C]
         c = z.shape[-1]

@@ -22,7 +22,8 @@ for the robens models; a user's model whose forward differs should declare ``fea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -36,6 +37,21 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.PReLU, nn.ReLU6, nn.SELU, nn.CELU, nn.Mish, nn.Hardtanh, nn.Hardswish,
 )
 OUTPUT = ""
+
+
+@contextmanager
+def frozen_parameters(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Parameters of ``modules`` set to ``requires_grad=False`` inside the block (restored
+    after): an input-gradient loop (an attack, a distillation PGD) then records no graph to the
+    weights, so its forwards keep fewer tensors and its backwards do less work."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 class _Captured(Exception):  # noqa: N818  (control flow: stops the forward once captured)

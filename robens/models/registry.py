@@ -43,6 +43,27 @@ def _key(name: str) -> str:
     return "".join(ch for ch in name.strip().lower() if ch not in "-_ ")
 
 
+def _check_builder_signature(name: str, builder: Callable[..., Any]) -> None:
+    """A builder must accept every standard keyword (or ``**kwargs``): refused at registration,
+    not at the first ``build_model``, with the keywords it lacks named."""
+    if not callable(builder):
+        raise ConfigError(f"model {name!r}: the registered builder {builder!r} is not callable")
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # a builtin or C extension without a signature: trust it
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    missing = [a for a in _STANDARD_ARGS if a not in params or params[a].kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL)]
+    if missing:
+        what = getattr(builder, "__qualname__", repr(builder))
+        raise ConfigError(
+            f"model {name!r}: {what} must accept the keyword arguments"
+            f" {', '.join(_STANDARD_ARGS)} (or **kwargs); it lacks {', '.join(missing)}"
+        )
+
+
 def register_model(name: str, aliases: Sequence[str] = ()) -> Callable[[Builder], Builder]:
     """Decorator registering a model class or factory under ``name`` (plus ``aliases``).
 
@@ -55,6 +76,7 @@ def register_model(name: str, aliases: Sequence[str] = ()) -> Callable[[Builder]
     keys = (_key(name), *(_key(a) for a in aliases))
 
     def decorator(builder: Builder) -> Builder:
+        _check_builder_signature(name, builder)
         taken = MODELS.aliases()
         for k in keys:
             owner = taken.get(k)

@@ -8,6 +8,7 @@ so every gradient-based term shares one (double) backward pass per step.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from torch.nn import functional as F
 
 from robens.errors import ConfigError, InputError
 from robens.registry import Registry
+from robens.utils import eval_mode, frozen_norm_stats
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -231,10 +233,26 @@ class Batch:
 
 
 def input_gradients(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, member_loss: LossFn = per_sample_ce
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    member_loss: LossFn = per_sample_ce,
+    mode: str = "eval",
 ) -> torch.Tensor:
-    """Member input-gradients ``[M, B, D]`` of ``member_loss`` (no graph kept; for metrics)."""
-    with torch.enable_grad():
+    """Member input-gradients ``[M, B, D]`` of ``member_loss`` (no graph kept; for metrics).
+
+    ``mode="eval"`` (the default) computes them in eval mode whatever the caller's mode
+    (restored after): BatchNorm on its running statistics, Dropout off, nothing updated.
+    ``mode="train"`` takes the caller's modes as they are, so a train-mode model gives the
+    gradients of its training forward (batch statistics, as a training objective sees them),
+    and the BatchNorm running statistics are restored afterwards. The training objectives
+    themselves do not call this: a :class:`Batch` differentiates the step's one training
+    forward, so BatchNorm statistics move once per step, as in plain training.
+    """
+    if mode not in ("eval", "train"):
+        raise InputError(f"mode must be 'eval' or 'train', got {mode!r}")
+    keep = eval_mode(model) if mode == "eval" else frozen_norm_stats(model)
+    with torch.enable_grad(), keep:
         batch = Batch(model, x, y, input_grads=True, create_graph=False, member_loss=member_loss)
         return batch.member_input_grads_flat.detach()
 
@@ -357,6 +375,11 @@ def parse_objective_spec(spec: str) -> list[tuple[float, str]]:
             weight = float(m.group("w")) if m.group("w") else 1.0
         except ValueError:
             raise ConfigError(f"bad weight in objective term {piece.strip()!r}") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(
+                f"weight of objective term {piece.strip()!r} must be a finite number >= 0,"
+                f" got {weight}"
+            )
         out.append((weight, m.group("name").lower()))
     return out
 

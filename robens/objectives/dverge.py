@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from robens.errors import ConfigError, InputError
-from robens.models.features import member_features
+from robens.models.features import frozen_parameters, member_features
 from robens.objectives.base import LossFn, per_sample_ce
 
 T = TypeVar("T")
@@ -108,6 +108,14 @@ def _distill_stacked(
     s: DistillSettings, noise: torch.Tensor | None, vectorize: bool,
 ) -> torch.Tensor:
     """The distillation PGD of all ``members`` at once on per-member copies ``[M, B, ...]``."""
+    with frozen_parameters(members):  # only input-gradients: no graph to the weights
+        return _distill_pgd(members, layer, x, x_t, s, noise, vectorize)
+
+
+def _distill_pgd(
+    members: Sequence[nn.Module], layer: str, x: torch.Tensor, x_t: torch.Tensor,
+    s: DistillSettings, noise: torch.Tensor | None, vectorize: bool,
+) -> torch.Tensor:
     m = len(members)
     x = x.detach()
     xs = x.unsqueeze(0).expand(m, *x.shape)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from robens.errors import ConfigError
+from robens.models.features import frozen_parameters
 from robens.objectives.base import Batch, LossFn, Term, register_term
 from robens.objectives.cosine import _check_pairs, pair_values, pairwise_cosine
 
@@ -60,6 +61,14 @@ def smoothness_pgd(
     All members in one forward and one double backward per step (the sign ignores the
     positive 1/B of the reference's batch-mean loss). The graph is not kept.
     """
+    with frozen_parameters([model]):  # only input-gradients: no graph to the weights
+        return _smoothness_pgd(model, x, y, eps, steps, member_loss, generator)
+
+
+def _smoothness_pgd(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+    member_loss: LossFn, generator: torch.Generator | None,
+) -> torch.Tensor:
     x = x.detach()
     m = model.num_members if hasattr(model, "member_logits") else 1
     dev = generator.device if generator is not None else x.device
@@ -117,6 +126,11 @@ class TRS(Term):
         self.scale, self.coeff, self.lamda = float(scale), float(coeff), float(lamda)
         self.init_eps, self.adv_eps = float(init_eps), float(adv_eps)
         self.plus_adv, self.steps, self.smooth_grad = plus_adv, steps, smooth_grad
+
+    @property
+    def uses_progress(self) -> bool:
+        """Whether the loss follows ``batch.progress`` (the trainer refuses to change epochs)."""
+        return self.plus_adv and self.init_eps != self.adv_eps
 
     def eps_at(self, progress: float | None) -> float:
         """The smoothness PGD radius: linear from ``init_eps`` (progress 0) to ``adv_eps``."""

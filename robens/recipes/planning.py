@@ -136,6 +136,8 @@ def plan_recipe(
             suite = deep_merge(recipe.suite, stage.suite)
         needs: set[str] = set()
         suite = resolve_refs(suite, refs, f"stages.{sname}.suite", needs)
+        if isinstance(suite, dict):  # per-image outcomes for the checks' paired tests
+            suite = {"per_sample": True, **suite}
         resources = stage.resources or recipe.resources
         trials: list[Trial] = []
         grid_of: dict[str, str] = {}

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from robens.raysession import ray_session
 from robens.recipes.planning import RecipePlan, StagePlan, plan_recipe, waves
 from robens.recipes.results import build_report, write_summary
+from robens.stats import verdict_of
 from robens.sweep import run_sweep
 from robens.sweeps.grid import TrialResources
 from robens.sweeps.trials import suite_key, trial_status
@@ -147,8 +148,7 @@ def run_recipe(
     summary, path = write_summary(plan, timing=timing, command=command)
     say(f"summary: {path} (wall time {wall:.0f} s)")
     for check in summary["checks"]:
-        mark = {True: "PASS", False: "FAIL", None: "n/a"}[check["passed"]]
-        say(f"  [{mark}] {check['name']}: {check['detail']}")
+        say(f"  [{verdict_of(check)}] {check['name']}: {check['detail']}")
     index = build_report(plan, summary) if report else None
     if index is not None:
         say(f"report: {index}")

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from robens.config import ExperimentConfig
 from robens.objectives.base import objective_weights
-from robens.records import RecordSelection
+from robens.records import RecordSelection, clean_record
 
 
 class RecipeInfo(Protocol):
@@ -63,13 +65,53 @@ class TrialView(RecordSelection):
     def reg_lambda(self, term: str) -> float:
         return self.terms.get(term, 0.0)
 
+    @property
+    def num_classes(self) -> int:
+        from robens.data import DATASETS
+
+        return DATASETS.get(self.config.data.dataset).num_classes
+
+    def record(self, metric: str, **filters: Any) -> dict[str, Any] | None:
+        """The matching record :meth:`value` reads (the most samples; ``None`` if absent)."""
+        recs = self.select(metric, **filters)
+        return max(recs, key=lambda r: r.get("n") or 0) if recs else None
+
+    def clean_record(self) -> dict[str, Any] | None:
+        """The one record every printed clean accuracy of this trial comes from: the suite's
+        clean unit (the images the attacks run on), else the sweep's clean evaluation."""
+        return clean_record(self.records)
+
     def clean(self) -> float | None:
-        """Clean accuracy on the suite's test subset (the sweep's clean evaluation otherwise)."""
-        suite = [r for r in self.records if r.get("metric") == "clean_accuracy"
-                 and str(r.get("unit", "")).startswith("clean-")]
-        if suite:
-            return float(suite[0]["value"])
-        return self.value("clean_accuracy")
+        """Clean accuracy of :meth:`clean_record`."""
+        r = self.clean_record()
+        return None if r is None else float(r["value"])
+
+    def clean_count(self) -> tuple[int, int] | None:
+        """``(correct, n)`` of :meth:`clean_record` (``None`` when it has no ``n``)."""
+        r = self.clean_record()
+        if r is None or not r.get("n"):
+            return None
+        n = int(r["n"])
+        return round(float(r["value"]) * n), n
+
+    def outcomes(
+        self, record: dict[str, Any] | None, clean: bool = False
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(dataset index, correct)`` per image of an attack record, from the per-sample
+        arrays its unit stored (``suite/samples/<unit>.npz``; ``None`` when there are none).
+        Correct = classified correctly attacked and, except for universal perturbations
+        (whose accuracy counts every image), also clean, as the record's value does;
+        ``clean=True``: correct on the clean images."""
+        unit = None if record is None else record.get("unit")
+        path = self.run_dir / "suite" / "samples" / f"{unit}.npz"
+        if record is None or not unit or not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            label, adv = z["label"], z["pred_adv"]
+            ok = (z["pred_clean"] if clean else adv) == label
+            if not clean and record.get("threat_model") != "universal":
+                ok &= z["pred_clean"] == label
+            return z["index"].astype(np.int64), ok
 
 
 __all__ = ["PlanInfo", "RecipeInfo", "TrialView"]

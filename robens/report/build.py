@@ -3,7 +3,9 @@
 ``build_report(run_dir, out_dir)`` reads ``records.jsonl``/``results.jsonl`` of one or more run
 directories and writes ``out_dir/index.html`` (inline CSS, no JavaScript, no network: it reads
 offline), ``out_dir/figures/*.png`` (only the figures whose records exist) and
-``out_dir/summary.md``. Nothing else is read: checkpoints and configs are never opened.
+``out_dir/summary.md``. Besides the records, only what the run folder holds for the example
+images (``suite/samples/*.npz``) and the provenance section (``invocations.jsonl``,
+``config.yaml``, ``history.json``, ``suite/units/*.json``) is read; checkpoints never are.
 """
 
 from __future__ import annotations
@@ -16,9 +18,17 @@ from pathlib import Path
 
 import robens
 from robens.report.figures import draw_figures
+from robens.report.listing import records_table
+from robens.report.provenance import Provenance, provenance
 from robens.report.runs import Run, load_runs
 from robens.report.stages import stage_tables
-from robens.report.tables import Table, published_tables, run_warnings, summary_table
+from robens.report.tables import (
+    Table,
+    member_tables,
+    published_tables,
+    run_warnings,
+    summary_table,
+)
 from robens.utils import atomic_write_text
 
 CSS = """
@@ -39,18 +49,25 @@ figcaption { font-size: 0.85em; color: #555; }
 p.note, p.source { font-size: 0.8em; color: #666; margin: 0.2em 0; }
 ul.warnings li { color: #8a4b00; font-size: 0.85em; }
 .meta { color: #666; font-size: 0.85em; }
+tr.settings th { font-weight: normal; font-size: 0.8em; color: #444; max-width: 14em; }
+table.facts td { text-align: left; }
+pre.config { font-size: 0.8em; background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 .scroll { overflow-x: auto; }
 """
 
 
 def _table_html(t: Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in t.headers)
+    if any(t.subheaders):
+        head += '</tr>\n<tr class="settings">' + "".join(
+            f"<th>{html.escape(h)}</th>" for h in t.subheaders)
     body = []
     for i, row in enumerate(t.rows):
         cls = t.classes[i] if i < len(t.classes) else ""
         cells = "".join(f"<td>{html.escape(c)}</td>" for c in row)
         body.append(f'<tr class="{cls}">{cells}</tr>')
-    table = f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + \
+    tag = f'<table class="{html.escape(t.css)}">' if t.css else "<table>"
+    table = f'<div class="scroll">{tag}\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + \
         "\n".join(body) + "\n</tbody>\n</table></div>"
     parts = [table]
     if t.note:
@@ -67,7 +84,9 @@ def _table_md(t: Table) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = [f"### {t.title}", "", "| " + " | ".join(esc(h) for h in t.headers) + " |",
+    heads = [h if not s else f"{h} ({s})" for h, s in zip(
+        t.headers, t.subheaders or [""] * len(t.headers), strict=True)]
+    lines = [f"### {t.title}", "", "| " + " | ".join(esc(h) for h in heads) + " |",
              "|" + "|".join("---" for _ in t.headers) + "|"]
     for i, row in enumerate(t.rows):
         cells = [esc(c) for c in row]
@@ -79,6 +98,16 @@ def _table_md(t: Table) -> str:
     if t.source:
         lines += ["", f"Source: {t.source}"]
     return "\n".join(lines)
+
+
+def _provenance_html(p: Provenance) -> str:
+    parts = [_table_html(p.facts)]
+    if p.times is not None:
+        parts.append(_table_html(p.times))
+    if p.config:
+        parts.append(f"<details>\n<summary>config.yaml of {html.escape(p.folder)}</summary>\n"
+                     f'<pre class="config">{html.escape(p.config)}</pre>\n</details>')
+    return "\n".join(parts)
 
 
 def _warnings(runs: list[Run]) -> list[str]:
@@ -100,8 +129,11 @@ def build_report(
     fig_dir.mkdir(parents=True, exist_ok=True)
     figures = draw_figures(runs, fig_dir)
     summary = summary_table(runs)
+    listing = records_table(runs)
     published = published_tables(runs)
     stages = stage_tables(runs)
+    members = member_tables(runs)
+    prov = provenance(runs)
     warnings = _warnings(runs)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     sources = ", ".join(sorted({r.run_dir for r in runs}))
@@ -112,7 +144,11 @@ def build_report(
         f" robens {html.escape(robens.__version__)} from the records files only.</p>",
         "<h2>Summary</h2>",
         _table_html(summary),
+        _table_html(listing),
     ]
+    if members:
+        body.append("<h2>Members</h2>")
+        body.extend(_table_html(t) for t in members)
     if stages:
         body.append("<h2>Attack stages</h2>")
         body.extend(_table_html(t) for t in stages)
@@ -133,6 +169,8 @@ def build_report(
     if published:
         body.append("<h2>Published numbers beside ours</h2>")
         body.extend(_table_html(t) for t in published)
+    body.append('<h2 id="provenance">Provenance</h2>')
+    body.extend(_provenance_html(p) for p in prov)
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
@@ -143,7 +181,11 @@ def build_report(
     atomic_write_text(index, page)
 
     md = ["# robens report", "", f"{len(runs)} run(s) from {sources}; built {stamp}.", "",
-          _table_md(summary), ""]
+          _table_md(summary), "", _table_md(listing), ""]
+    if members:
+        md += ["## Members", ""]
+        for t in members:
+            md += [_table_md(t), ""]
     if stages:
         md += ["## Attack stages", ""]
         for t in stages:
@@ -158,6 +200,9 @@ def build_report(
         md += ["## Published numbers beside ours", ""]
         for t in published:
             md += [_table_md(t), ""]
+    md += ["## Provenance", ""]
+    for p in prov:
+        md += [_table_md(p.facts), ""] + ([_table_md(p.times), ""] if p.times else [])
     atomic_write_text(out / "summary.md", "\n".join(md))
     for path in [index, out / "summary.md", *(fig_dir / f["file"] for f in figures)]:
         path.chmod(0o644)  # atomic writes create private temp files; a report is for reading

@@ -1,97 +1,39 @@
 """Report figures (matplotlib, Agg backend, PNG), each drawn only when its records exist.
 
 Every ``fig_*`` function takes the runs and a PNG path and returns ``{"file", "title",
-"caption"}`` when it drew the figure, ``None`` when the records it needs are absent.
+"caption"}`` when it drew the figure, ``None`` when the records it needs are absent. This file
+holds the accuracy figures and the registry :data:`FIGURES`; the diagnostics are in
+:mod:`robens.report.diagnostics`, the image figures in :mod:`robens.report.images`.
 """
 
 from __future__ import annotations
 
-import io
-import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from robens.report.diagnostics import fig_detection_roc, fig_gaas, fig_jacobian, fig_noise_rotation
+from robens.report.images import fig_examples, fig_uap
+from robens.report.intervals import interval, value_of
+from robens.report.plotting import (
+    LINESTYLES,
+    THREAT_TITLES,
+    Figure,
+    color,
+    finish,
+    lam,
+    legend,
+    pct,
+    plt,
+    subplots,
+)
+from robens.report.runs import Run
 
-from robens.report.runs import Run  # noqa: E402
-from robens.utils import atomic_write_bytes  # noqa: E402
-
-Figure = dict[str, str]
-THREAT_TITLES = {
-    "white_box": "white-box",
-    "transfer": "transfer (black-box)",
-    "universal": "universal (SGD-UAP)",
-}
-DPI = 90
-
-
-def _save(fig: Any, path: Path) -> None:
-    """Write the figure as PNG atomically (a reader never sees a half-written file)."""
-    buf = io.BytesIO()
-    try:
-        fig.tight_layout()
-        extra = [a.get_legend() for a in fig.axes if a.get_legend() is not None]
-        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", bbox_extra_artists=extra)
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _finish(fig: Any, path: Path, title: str, caption: str) -> Figure:
-    """Save ``fig`` to ``path`` and describe it for the report."""
-    _save(fig, path)
-    return {"file": path.name, "title": title, "caption": caption}
-
-
-def _subplots(n: int, width: float = 4.6, height: float = 3.6) -> tuple[Any, list[Any]]:
-    cols = min(n, 3)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
-def _legend(ax: Any) -> None:
-    """A legend inside the axes when short, below them (in columns) when long."""
-    n = len(ax.get_legend_handles_labels()[0])
-    if n == 0:
-        return
-    if n <= 6:
-        ax.legend(fontsize=7)
-    else:
-        leg = ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2),
-                        ncol=2 if n <= 16 else 3, frameon=False)
-        leg.set_in_layout(False)  # keep the axes' size; savefig's tight bbox still holds it
-
-
-def _color(i: int, n: int) -> Any:
-    """The ``i``-th of ``n`` distinct colours (tab10, tab20 beyond ten runs)."""
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
-    return cmap(i % cmap.N)
-
-
-LINESTYLES = ("-", "--", ":", "-.")
-
-
-def _lam(run: Run) -> str:
-    lam = run.reg_lambda
-    term = run.info.get("reg_term")
-    if lam is None or term in (None, "none"):
-        return "λ=0"
-    return f"λ={lam:g} ({term})"
-
-
-def _pct(ax: Any, axis: str = "y") -> None:
-    fmt = matplotlib.ticker.PercentFormatter(1.0)
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)
-
+#: fewest measured budgets (besides eps = 0) for which the accuracy-vs-eps plot draws lines
+MIN_LINE_EPS = 3
+#: one marker per attack, so series without lines stay apart
+MARKERS = "osD^vP*X"
 
 # ---------------------------------------------------------------------------- accuracy vs eps
 def fig_accuracy_vs_eps(runs: list[Run], path: Path) -> Figure | None:
@@ -99,35 +41,46 @@ def fig_accuracy_vs_eps(runs: list[Run], path: Path) -> Figure | None:
                                                  for r in runs)]
     if not threats:
         return None
-    fig, axes = _subplots(len(threats))
+    fig, axes = subplots(len(threats))
     for ax, threat in zip(axes, threats, strict=True):
         attacks = sorted({r["attack"] for run in runs
                           for r in run.select("robust_accuracy", threat_model=threat)})
         for ri, run in enumerate(runs):
             recs = run.select("robust_accuracy", threat_model=threat)
             for attack in sorted({r["attack"] for r in recs}):
-                pts = {}
-                for r in recs:
-                    if r["attack"] == attack:
-                        pts[float(r["eps"])] = float(r["value"])
-                clean = run.clean()
-                if clean is not None:
+                pts: dict[float, dict] = {}
+                for e in sorted({float(r["eps"]) for r in recs if r["attack"] == attack}):
+                    pts[e] = run.best("robust_accuracy", threat_model=threat, attack=attack,
+                                  eps=e)  # type: ignore[assignment]
+                measured = len(pts)
+                clean = run.best("clean_accuracy")
+                if clean is not None and value_of(clean) is not None:
                     pts.setdefault(0.0, clean)
                 xs = sorted(pts)
-                ax.plot(xs, [pts[x] for x in xs], marker="o", color=_color(ri, len(runs)),
-                        linestyle=LINESTYLES[attacks.index(attack) % len(LINESTYLES)],
-                        label=f"{run.label}: {attack}")
+                ys = [value_of(pts[x]) or 0.0 for x in xs]
+                cis = [interval(pts[x]) or (y, y) for x, y in zip(xs, ys, strict=True)]
+                err = [[y - lo for y, (lo, _) in zip(ys, cis, strict=True)],
+                       [hi - y for y, (_, hi) in zip(ys, cis, strict=True)]]
+                # a line only where at least MIN_LINE_EPS budgets were measured: fewer points
+                # say nothing about the accuracy between them
+                style = (LINESTYLES[attacks.index(attack) % len(LINESTYLES)]
+                         if measured >= MIN_LINE_EPS else "none")
+                ax.errorbar(xs, ys, yerr=err, color=color(ri, len(runs)),
+                            marker=MARKERS[attacks.index(attack) % len(MARKERS)],
+                            linestyle=style, capsize=3, label=f"{run.label}: {attack}")
         ax.set_title(f"accuracy vs eps, {THREAT_TITLES[threat]}")
         ax.set_xlabel("eps (L-inf, pixels in [0, 1])")
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1.02)
-        _pct(ax)
+        pct(ax)
         ax.grid(alpha=0.3)
-        _legend(ax)
-    return _finish(
+        legend(ax)
+    return finish(
         fig, path, "Accuracy vs perturbation budget",
         "Robust accuracy of every method against each attack as eps grows"
-        " (eps = 0 is the clean accuracy), one panel per threat model.",
+        " (eps = 0 is the clean accuracy), one panel per threat model; bars are 95% Wilson"
+        f" intervals. Points are joined by lines only where {MIN_LINE_EPS} or more eps were"
+        " measured; markers alone mean nothing was measured in between.",
     )
 
 
@@ -147,7 +100,7 @@ def fig_tradeoff(runs: list[Run], path: Path) -> Figure | None:
     pts_any = [run for run in runs if run.clean() is not None and run.robust()]
     if not combos or not pts_any:
         return None
-    fig, axes = _subplots(len(combos))
+    fig, axes = subplots(len(combos))
     markers = "osD^vP*X"
     for ax, (threat, attack, eps) in zip(axes, combos, strict=True):
         for i, run in enumerate(runs):
@@ -156,7 +109,7 @@ def fig_tradeoff(runs: list[Run], path: Path) -> Figure | None:
             if clean is None or rob is None:
                 continue
             ax.scatter([clean], [rob], marker=markers[i % len(markers)], s=50, label=run.label)
-            ax.annotate(_lam(run), (clean, rob), textcoords="offset points", xytext=(5, 4),
+            ax.annotate(lam(run), (clean, rob), textcoords="offset points", xytext=(5, 4),
                         fontsize=7)
         ax.set_title(f"{THREAT_TITLES.get(threat, threat)} {attack} eps={eps:g}", fontsize=10)
         cleans = [c for c in (r.clean() for r in runs) if c is not None]
@@ -164,11 +117,11 @@ def fig_tradeoff(runs: list[Run], path: Path) -> Figure | None:
         ax.set_ylim(0.0, 1.02)
         ax.set_xlabel("clean accuracy")
         ax.set_ylabel("robust accuracy")
-        _pct(ax)
-        _pct(ax, "x")
+        pct(ax)
+        pct(ax, "x")
         ax.grid(alpha=0.3)
-        _legend(ax)
-    return _finish(
+        legend(ax)
+    return finish(
         fig, path, "Accuracy-robustness trade-off",
         "Clean against robust accuracy, one point per method, labelled by its"
         " regularization strength lambda.",
@@ -197,7 +150,7 @@ def fig_reg_strength(runs: list[Run], path: Path) -> Figure | None:
             panels.append((f"{THREAT_TITLES.get(t, t)} {a} eps={e:g}",
                            lambda r, t=t, a=a, e=e: r.value("robust_accuracy", threat_model=t,
                                                             attack=a, eps=e)))
-    fig, axes = _subplots(len(panels))
+    fig, axes = subplots(len(panels))
     groups = sorted({int(r.info.get("members") or 1) for r in lam_runs})
     for ax, (title, fn) in zip(axes, panels, strict=True):
         for m in groups:
@@ -213,10 +166,10 @@ def fig_reg_strength(runs: list[Run], path: Path) -> Figure | None:
         ax.set_ylabel(title)
         if any(r.reg_lambda and r.reg_lambda > 0 for r in lam_runs):
             ax.set_xscale("symlog", linthresh=0.01)
-        _pct(ax)
+        pct(ax)
         ax.grid(alpha=0.3)
-        _legend(ax)
-    return _finish(
+        legend(ax)
+    return finish(
         fig, path, "Accuracy vs regularization strength",
         "Clean and robust accuracy against lambda, one line per ensemble size M"
         " (Jacobian Ensembles sweep M in {1, 3, 6, 9}).",
@@ -234,7 +187,7 @@ def fig_coherence_hist(runs: list[Run], path: Path) -> Figure | None:
               if any(r.select(m) and r.select(m)[0].get("hist_counts") for r in runs)]
     if not panels or not any(r.select("coherence") for r in runs):
         return None
-    fig, axes = _subplots(len(panels))
+    fig, axes = subplots(len(panels))
     for ax, (metric, title) in zip(axes, panels, strict=True):
         for run in runs:
             recs = [r for r in run.select(metric) if r.get("hist_counts")]
@@ -251,8 +204,8 @@ def fig_coherence_hist(runs: list[Run], path: Path) -> Figure | None:
         ax.set_xlabel(metric)
         ax.set_ylabel("density")
         ax.grid(alpha=0.3)
-        _legend(ax)
-    return _finish(
+        legend(ax)
+    return finish(
         fig, path, "Gradient coherence histograms",
         "Distribution over test inputs of the members' loss-gradient alignment:"
         " a baseline ensemble sits near 1, a diversity-trained one lower (GAL, Fig. 2).",
@@ -264,7 +217,7 @@ def fig_transfer_heatmaps(runs: list[Run], path: Path) -> Figure | None:
     have = [r for r in runs if r.select("transfer_matrix_accuracy")]
     if not have:
         return None
-    fig, axes = _subplots(len(have), width=4.2, height=3.8)
+    fig, axes = subplots(len(have), width=4.2, height=3.8)
     for ax, run in zip(axes, have, strict=True):
         recs = run.select("transfer_matrix_accuracy")
         first = recs[0]
@@ -285,7 +238,7 @@ def fig_transfer_heatmaps(runs: list[Run], path: Path) -> Figure | None:
         ax.set_ylabel("source member")
         ax.set_title(f"{run.label}\n{first['attack']} eps={first['eps']:g}", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="accuracy")
-    return _finish(
+    return finish(
         fig, path, "Transferability between members",
         "Accuracy (%) of each member (column) on adversarial examples crafted on"
         " each member (row); the diagonal is white-box, high off-diagonal values mean"
@@ -319,128 +272,11 @@ def fig_gdr_vs_success(runs: list[Run], path: Path) -> Figure | None:
     ax.set_ylabel("attack success rate")
     ax.set_title("GDR vs attack success", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    _legend(ax)
-    return _finish(
+    legend(ax)
+    return finish(
         fig, path, "GDR vs attack success",
         "Attack success rate (log scale) against the Gradient Diversity Rating, one"
         " point per method (Adam & Speciel 2020 report log success rising with GDR).",
-    )
-
-
-# ---------------------------------------------------------------------------- ROC
-def fig_detection_roc(runs: list[Run], path: Path) -> Figure | None:
-    keys = sorted({(r["attack"], float(r["eps"])) for run in runs
-                   for r in run.select("detection_auc") if r.get("fpr")})
-    if not keys:
-        return None
-    fig, axes = _subplots(len(keys))
-    for ax, (attack, eps) in zip(axes, keys, strict=True):
-        for run in runs:
-            for r in run.select("detection_auc", attack=attack, eps=eps):
-                if not r.get("fpr"):
-                    continue
-                auc = r.get("value")
-                ax.plot(r["fpr"], r["tpr"], label=f"{run.label}: {r['detector']}"
-                        f" (AUC {auc:.3f})" if auc is not None else r["detector"])
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-        ax.set_xlabel("adversarial kept (false positive rate)")
-        ax.set_ylabel("clean kept (true positive rate)")
-        ax.set_title(f"detection ROC, {attack} eps={eps:g}", fontsize=10)
-        ax.grid(alpha=0.3)
-        _legend(ax)
-    return _finish(
-        fig, path, "Detection ROC curves",
-        "ROC of each detection score over (clean correct, successful adversarial)"
-        " pairs, the RCE paper's protocol; higher scores mean normal.",
-    )
-
-
-# ---------------------------------------------------------------------------- extras
-def fig_noise_rotation(runs: list[Run], path: Path) -> Figure | None:
-    kinds = [(m, k, t) for m, k, t in (("noise_accuracy", "sigma", "Gaussian noise sigma"),
-                                       ("rotation_accuracy", "degrees", "rotation (degrees)"))
-             if any(r.select(m) for r in runs)]
-    if not kinds:
-        return None
-    fig, axes = _subplots(len(kinds))
-    for ax, (metric, key, title) in zip(axes, kinds, strict=True):
-        for run in runs:
-            pts = {float(r[key]): float(r["value"]) for r in run.select(metric)}
-            if not pts:
-                continue
-            clean = run.clean()
-            if clean is not None:
-                pts.setdefault(0.0, clean)
-            xs = sorted(pts)
-            ax.plot(xs, [pts[x] for x in xs], marker="o", label=run.label)
-        ax.set_xlabel(title)
-        ax.set_ylabel("accuracy")
-        ax.set_title(f"accuracy vs {title}", fontsize=10)
-        _pct(ax)
-        ax.grid(alpha=0.3)
-        _legend(ax)
-    return _finish(
-        fig, path, "Noise and rotation robustness",
-        "Accuracy under Gaussian pixel noise and small rotations.",
-    )
-
-
-def fig_jacobian(runs: list[Run], path: Path) -> Figure | None:
-    have = [r for r in runs if r.value("ensemble_jacobian_frob_sq") is not None]
-    if not have:
-        return None
-    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(have) + 2), 4))
-    x = np.arange(len(have))
-    members = [np.mean([float(r["value"]) for r in run.select("member_jacobian_frob_sq")])
-               for run in have]
-    ens = [run.value("ensemble_jacobian_frob_sq") for run in have]
-    ax.bar(x - 0.15, members, width=0.3, label="mean member ||J_i||_F^2")
-    ax.bar(x + 0.15, ens, width=0.3, label="ensemble ||J_F||_F^2")
-    for i, run in enumerate(have):
-        lo = run.value("jacobian_theorem31_lower")
-        hi = run.value("jacobian_theorem31_upper")
-        ex = run.value("jacobian_theorem31_expected")
-        if lo is not None and hi is not None:
-            ax.errorbar([i + 0.45], [ex if ex is not None else (lo + hi) / 2],
-                        yerr=[[max((ex or lo) - lo, 0)], [max(hi - (ex or lo), 0)]],
-                        fmt="_", color="black", capsize=6, markersize=14,
-                        label="Theorem 3.1: expected, [lower, upper]" if i == 0 else None)
-    ax.set_xticks(x)
-    ax.set_xticklabels([r.label for r in have], rotation=15, fontsize=8)
-    ax.set_ylabel("squared Frobenius norm")
-    ax.set_xlim(-0.6, len(have) - 0.3)
-    ax.set_title("input-logit Jacobian norms", fontsize=10)
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
-    return _finish(
-        fig, path, "Jacobian norms and Theorem 3.1",
-        "Mean squared Frobenius norm of the members' and the ensemble's input-logit"
-        " Jacobians, with the range and expectation Theorem 3.1 (Jacobian Ensembles) predicts"
-        " for independent members.",
-    )
-
-
-def fig_gaas(runs: list[Run], path: Path) -> Figure | None:
-    if not any(r.select("gaas_success") for r in runs):
-        return None
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for run in runs:
-        recs = run.select("gaas_success")
-        for eps in sorted({float(r["eps"]) for r in recs}):
-            pts = sorted((int(r["k"]), float(r["value"])) for r in recs if r["eps"] == eps)
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, marker="o", label=f"{run.label} eps={eps:g}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("k (orthogonal directions)")
-    ax.set_ylabel("P(direction misclassified)")
-    ax.set_title("GAAS: gradient-aligned adversarial subspace", fontsize=10)
-    _pct(ax)
-    ax.grid(alpha=0.3)
-    _legend(ax)
-    return _finish(
-        fig, path, "GAAS success vs number of directions",
-        "Fraction of k orthogonal gradient-aligned directions (Tramer et al. 2017)"
-        " that fool the model.",
     )
 
 
@@ -455,6 +291,8 @@ FIGURES: list[tuple[str, Callable[[list[Run], Path], Figure | None]]] = [
     ("noise_rotation.png", fig_noise_rotation),
     ("jacobian.png", fig_jacobian),
     ("gaas.png", fig_gaas),
+    ("examples.png", fig_examples),
+    ("uap.png", fig_uap),
 ]
 
 

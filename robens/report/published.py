@@ -3,8 +3,10 @@
 Each table is a dict: ``key``, ``title``, ``source``, ``kind`` (how our records are matched
 and read, see :mod:`robens.report.tables`), ``columns`` (``(key, header)`` pairs) and ``rows``.
 A row's ``match`` dict names the recipe (dataset, members, strategy, regularizer and its
-strength) that our runs must have for their numbers to be shown beside it. Values are
-percentages; ``(a, b)`` pairs are results at the table's two budgets ``eps``.
+strength) that our runs must have for their numbers to be shown beside it; a table whose rows
+name no recipe has a table-level ``recipe`` instead. The report shows a table only when one of
+our runs has its recipe. Values are percentages; ``(a, b)`` pairs are results at the table's
+two budgets ``eps``.
 """
 
 from __future__ import annotations
@@ -159,6 +161,7 @@ ADP_TABLE2: dict[str, Any] = {
     "source": "Pang et al., Improving Adversarial Robustness via Promoting Ensemble Diversity"
     " (ICML 2019), Table 2",
     "kind": "white_box",
+    "recipe": {"reg_term": "adp"},
     "label_columns": [("dataset", "Data"), ("attack", "Attack"), ("param", "Param")],
     "columns": [("baseline", "Baseline"), ("adp_2_0", "ADP 2,0"), ("adp_2_05", "ADP 2,0.5")],
     "rows": [
@@ -196,6 +199,7 @@ RCE_DETECTION: dict[str, Any] = {
     "source": "Pang et al., Towards Robust Detection of Adversarial Examples (NeurIPS 2018),"
     " Table 2",
     "kind": "detection",
+    "recipe": {"reg_term": "rce"},
     "label_columns": [("dataset", "Data"), ("attack", "Attack")],
     "columns": [("confidence", "Confidence"), ("non_me", "non-ME"),
                 ("kernel_density", "K-density")],
@@ -213,6 +217,7 @@ MMC_TABLE: dict[str, Any] = {
     "source": "Pang et al., Rethinking Softmax Cross-Entropy Loss for Adversarial Robustness"
     " (ICLR 2020), Table 2",
     "kind": "reference",
+    "recipe": {"reg_term": "mmc"},
     "label_columns": [("method", "Method")],
     "columns": [("clean", "Clean"), ("e8", "eps 8/255"), ("e16", "eps 16/255")],
     "rows": [

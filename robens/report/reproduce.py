@@ -17,6 +17,7 @@ from typing import Any
 from robens.errors import ConfigError
 from robens.report.build import CSS as BASE_CSS
 from robens.report.published import PUBLISHED_TABLES
+from robens.stats import verdict_of
 from robens.utils import atomic_write_text
 
 #: Published numbers that are not tables of a paper (read from a figure), for the summaries.
@@ -38,6 +39,7 @@ EXTRA_PUBLISHED: list[dict[str, Any]] = [GDR_BLOG]
 
 CSS = BASE_CSS + """
 li.pass { color: #1a6b1a; } li.fail { color: #a11; } li.na { color: #666; }
+li .test { color: #444; font-size: 90%; }
 """
 
 def published_table(key: str) -> dict[str, Any]:
@@ -87,8 +89,13 @@ def table_html(t: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _mark(passed: bool | None) -> str:
-    return {True: "PASS", False: "FAIL", None: "n/a"}[passed]
+def _test_line(c: dict[str, Any]) -> str:
+    """``test: <name>, p = <p> (alpha 0.05)`` of a check, empty when it names no test."""
+    if not c.get("test"):
+        return ""
+    p = c.get("p")
+    tail = "" if p is None else f", p = {p:.3g}"
+    return f"test: {c['test']}{tail} (alpha {c.get('alpha', 0.05):g})"
 
 
 def _settings(summary: dict[str, Any]) -> list[str]:
@@ -115,7 +122,11 @@ def recipe_markdown(summary: dict[str, Any], figures: Sequence[dict[str, str]] =
     if summary.get("notes"):
         md += ["## What this scale changes", ""] + [f"- {n}" for n in summary["notes"]] + [""]
     md += ["## Checks", ""]
-    md += [f"- **{_mark(c['passed'])}** {c['name']}: {c['detail']}" for c in summary["checks"]]
+    md += [f"- **{verdict_of(c)}** {c['name']}: {c['detail']}"
+           + (f" ({_test_line(c)})" if _test_line(c) else "") for c in summary["checks"]]
+    md += ["", "PASS: every model involved is significantly above chance on clean data and the"
+           " claim holds counting only significant differences; FAIL: it fails even counting"
+           " every non-significant difference in its favour; INCONCLUSIVE: neither."]
     md += [""]
     md += ["## Results", ""]
     for t in summary["tables"]:
@@ -136,10 +147,16 @@ def recipe_html(summary: dict[str, Any], figures: Sequence[dict[str, str]] = ())
     if summary.get("notes"):
         body.append("<h2>What this scale changes</h2><ul>" + "".join(
             f"<li>{html.escape(n)}</li>" for n in summary["notes"]) + "</ul>")
+    css = {"PASS": "pass", "FAIL": "fail"}
     body.append("<h2>Checks</h2><ul>" + "".join(
-        f'<li class="{ {True: "pass", False: "fail", None: "na"}[c["passed"]] }">'
-        f"<b>{_mark(c['passed'])}</b> {html.escape(c['name'])}: {html.escape(c['detail'])}</li>"
-        for c in summary["checks"]) + "</ul>")
+        f'<li class="{css.get(verdict_of(c), "na")}"><b>{verdict_of(c)}</b>'
+        f" {html.escape(c['name'])}: {html.escape(c['detail'])}"
+        + (f' <span class="test">({html.escape(_test_line(c))})</span>' if _test_line(c) else "")
+        + "</li>" for c in summary["checks"]) + "</ul>")
+    body.append('<p class="note">PASS: every model involved is significantly above chance on'
+                " clean data and the claim holds counting only significant differences; FAIL:"
+                " it fails even counting every non-significant difference in its favour;"
+                " INCONCLUSIVE: neither.</p>")
     body.append("<h2>Results</h2>")
     body += [table_html(t) for t in summary["tables"]]
     if figures:
@@ -173,7 +190,7 @@ def build_recipe_report(
                        for p in sorted((out / "full" / "figures").glob("*.png"))]
         except Exception as exc:  # the recipe summary must not depend on the general report
             summary = {**summary, "checks": [*summary["checks"], {
-                "name": "general report", "passed": None,
+                "name": "general report", "passed": None, "verdict": "INCONCLUSIVE",
                 "detail": f"not built: {type(exc).__name__}: {exc}"}]}
     index = out / "index.html"
     atomic_write_text(index, recipe_html(summary, figures))

@@ -4,19 +4,25 @@ A run directory holds ``records.jsonl`` (clean evaluation), ``results.jsonl`` (a
 and/or ``attack-*.json`` (``robens attack``); a directory without any is searched one level
 down (``robens report runs/``). Records of older runs are upgraded on reading
 (:func:`robens.records.read_json_records`).
+
+Each record is kept once per run (:func:`robens.records.dedupe_records`: the same identity read
+from two files counts once) and tagged with the file it came from (``source_file``). Where
+several records answer one question (the same metric, attack and eps on samples of different
+sizes), the report uses the one on the most images (:meth:`Run.best`), for clean and robust
+figures alike, and derives the weighted accuracy from those same figures.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from robens.errors import InputError
-from robens.records import RecordSelection, read_json_records
+from robens.records import RecordSelection, dedupe_records, parse_model_label
+from robens.report.check import read_valid_records
 
 RECORD_FILES = ("records.jsonl", "results.jsonl")
 #: the record files ``robens attack`` writes beside a checkpoint
@@ -66,6 +72,31 @@ class Run(RecordSelection):
         """Clean ensemble accuracy (the evaluation on the most test images)."""
         return self.value("clean_accuracy")
 
+    def uap_records(self) -> list[dict[str, Any]]:
+        """The universal robust-accuracy records used: at each eps, those on the most images."""
+        uap = self.select("robust_accuracy", threat_model="universal")
+        out = []
+        for e in sorted({float(r["eps"]) for r in uap}):
+            at = [r for r in uap if abs(float(r["eps"]) - e) <= 1e-9]
+            most = max(int(r.get("n") or 0) for r in at)
+            out += [r for r in at if int(r.get("n") or 0) == most]
+        return out
+
+    def weighted(self) -> float | None:
+        """``(clean + mean UAP accuracy over eps) / 2`` from the figures the report shows (the
+        largest samples); the suite's own ``weighted_accuracy`` record when either is missing."""
+        clean, uap = self.clean(), [r.get("value") for r in self.uap_records()]
+        if clean is None or not uap or any(v is None for v in uap):
+            return RecordSelection.value(self, "weighted_accuracy")
+        return 0.5 * clean + 0.5 * sum(float(v) for v in uap) / len(uap)
+
+    def value(self, metric: str, **filters: Any) -> float | None:
+        """As :meth:`RecordSelection.value`; ``weighted_accuracy`` (no filters) is
+        :meth:`weighted`, so it never mixes a small-sample clean figure with a larger one."""
+        if metric == "weighted_accuracy" and not filters:
+            return self.weighted()
+        return super().value(metric, **filters)
+
     def robust(self) -> list[dict[str, Any]]:
         return self.select("robust_accuracy")
 
@@ -76,22 +107,21 @@ class Run(RecordSelection):
 
 
 def _members_from_model(model: Any) -> int | None:
-    m = re.match(r"^(\d+)x", str(model or ""))
-    return int(m.group(1)) if m else None
+    parsed = parse_model_label(model)
+    return parsed[0] if parsed else None
 
 
 def load_runs(run_dirs: Sequence[str | os.PathLike]) -> list[Run]:
     """Read every records file and group the records into :class:`Run` objects."""
     runs: dict[tuple[str, str], Run] = {}
     for path in find_record_files(run_dirs):
-        for r in read_json_records(path):
-            if not isinstance(r, dict) or "metric" not in r:
-                continue
+        for r in read_valid_records(path)[0]:
             method = str(r.get("method", "?"))
             key = (str(path.parent), method)
             run = runs.setdefault(key, Run(label=method, method=method, run_dir=str(path.parent)))
-            run.records.append(r)
+            run.records.append({**r, "source_file": path.name})
     for run in runs.values():
+        run.records = dedupe_records(run.records)
         run.info = _run_info(run.records)
     _unique_labels(list(runs.values()))
     return sorted(runs.values(), key=lambda r: (r.info.get("members") or 0, r.reg_lambda or 0,
@@ -109,7 +139,8 @@ def _run_info(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         if m is not None:
             info["members"] = m
     if "arch" not in info and info.get("model"):
-        info["arch"] = str(info["model"]).split("x", 1)[-1]
+        parsed = parse_model_label(info["model"])
+        info["arch"] = parsed[1] if parsed else str(info["model"])
     return info
 
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from robens.report.intervals import interval
 from robens.report.runs import Run
 from robens.report.tables import Table, pct
+
+
+def _interval(value: object, n: object) -> str:
+    """``[lo, hi]`` (percent): the Wilson interval of a stage's robust accuracy on n images."""
+    ci = interval({"value": value, "n": n}) if isinstance(value, (int, float)) else None
+    return "—" if ci is None else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
 def stage_tables(runs: list[Run]) -> list[Table]:
@@ -17,13 +24,16 @@ def stage_tables(runs: list[Run]) -> list[Table]:
             if isinstance(stages, list) and stages:
                 rows = [[str(s.get("stage")), pct(s.get("robust_accuracy"), 2),
                          str(s.get("n_attacked")), str(s.get("n_broken")),
-                         f"{float(s.get('seconds') or 0):.1f}"] for s in stages]
+                         f"{float(s.get('seconds') or 0):.1f}",
+                         _interval(s.get("robust_accuracy"), r.get("n"))] for s in stages]
                 out.append(Table(
                     f"{run.label}: {r.get('attack')} eps={float(r.get('eps', 0)):g} stages"
                     f" (n = {r.get('n')})",
-                    ["stage", "robust % after", "attacked", "broken", "seconds"], rows,
+                    ["stage", "robust % after", "attacked", "broken", "seconds",
+                     "95% interval"], rows,
                     note="Each stage attacks only the images still robust after the ones"
-                    " before it; robust % counts images correct clean and under every stage.",
+                    " before it; robust % counts images correct clean and under every stage,"
+                    " of the n images in the title; the interval is Wilson's.",
                 ))
             broken = r.get("broken_by")
             if isinstance(broken, dict) and broken:

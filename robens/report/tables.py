@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from robens.report.intervals import cell, mean_cell, settings, weighted_interval
 from robens.report.published import GAL_EPS, PUBLISHED_TABLES
 from robens.report.runs import Run
 
@@ -26,6 +25,10 @@ class Table:
     note: str = ""
     source: str = ""
     collapsed: bool = False
+    #: a second header row (e.g. the attack settings under each column label)
+    subheaders: list[str] = field(default_factory=list)
+    #: CSS class of the HTML table ("facts": text, left-aligned)
+    css: str = ""
 
 
 def pct(v: float | None, digits: int = 1) -> str:
@@ -51,32 +54,122 @@ def robust_columns(runs: list[Run]) -> list[tuple[str, str, float]]:
     return sorted(keys, key=lambda k: (order.get(k[0], 9), k[1], k[2]))
 
 
+#: the definitions printed under the summary table, one per column kind (shown when present)
+DEFINITIONS = {
+    "accuracy": "Every accuracy is a percentage of the n test images it was measured on, with"
+    " its 95% Wilson score interval in brackets.",
+    "clean": "clean: the ensemble's accuracy on unperturbed test images.",
+    "white_box": "WB (white-box) robust accuracy = (1/n) #{i : f(x_i) = y_i and f(x_adv_i) ="
+    " y_i}, the examples crafted on the ensemble itself (on an ensemble of 2+ members, the worst"
+    " case over the attacker's aggregations of the members: aggregation adaptive).",
+    "transfer": "transfer robust accuracy: the same count, the examples crafted on the named"
+    " surrogate and classified by the ensemble.",
+    "universal": "UAP accuracy = (1/n) #{i : f(clip(x_i + delta)) = y_i}: one SGD-UAP"
+    " perturbation delta (|delta| <= eps, the worst over its seeds) added to every image;"
+    " clean correctness is not required (the Jacobian Ensembles convention).",
+    "weighted_accuracy": "weighted = 0.5 * clean + 0.5 * mean over eps of the UAP accuracy"
+    " (Co et al., Jacobian Ensembles, Table 1), computed on the suite's test sample; its"
+    " interval combines the components' Wilson bounds at the Bonferroni level 1 - 0.05/(m+1)"
+    " for m UAP budgets, so it covers with probability >= 95%.",
+    "coherence": "coherence = mean over images of max_{a != b} cos(g_a, g_b), g_i the input"
+    " gradient of member i's loss (GAL, Eq. 7; 1: aligned, lower: diverse).",
+    "gdr": "GDR = mean over images of the Gradient Diversity Rating (Adam & Speciel 2020;"
+    " lower: more diverse).",
+    "disagreement_pairwise": "disagree % = the fraction of (image, member pair) on which the"
+    " two members predict different classes, clean images.",
+}
+
+
+def _column_settings(runs: list[Run], threat: str, attack: str, eps: float) -> str:
+    """The attack settings of a summary column (each distinct one when runs differ)."""
+    seen: list[str] = []
+    for run in runs:
+        text = settings(run.best("robust_accuracy", threat_model=threat, attack=attack,
+                             eps=eps))
+        if text and text not in seen:
+            seen.append(text)
+    return " | ".join(seen)
+
+
+def weighted_cell(run: Run, digits: int = 2) -> str:
+    """The weighted accuracy (:meth:`Run.weighted`) with the sample sizes of its parts and its
+    conservative 95% interval (see :data:`DEFINITIONS`)."""
+    v = run.value("weighted_accuracy")
+    if v is None:
+        return "—"
+    clean, uaps = run.best("clean_accuracy"), run.uap_records()
+    ci = weighted_interval(clean, uaps)
+    if ci is None:  # the suite's own record: its parts are not all in this run
+        rec = run.best("weighted_accuracy") or {}
+        return f"{100 * v:.{digits}f} (interval not available) n={rec.get('n')}"
+    ns = sorted({int(r.get("n") or 0) for r in uaps})
+    return (f"{100 * v:.{digits}f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] n={clean.get('n')} clean,"
+            f" {'/'.join(map(str, ns))} UAP")
+
+
 def summary_table(runs: list[Run]) -> Table:
-    """One row per run: recipe, clean, robust accuracy per (threat, attack, eps), diversity."""
+    """One row per run: recipe, clean, robust accuracy per (threat, attack, eps), diversity;
+    every accuracy with its n and 95% interval, the attack settings under each column label
+    and the definition of every derived metric in the note."""
     cols = robust_columns(runs)
-    extra = [("weighted_accuracy", "weighted", pct), ("coherence", "coherence", num),
+    extra = [("weighted_accuracy", "weighted", None), ("coherence", "coherence", num),
              ("gdr", "GDR", num), ("disagreement_pairwise", "disagree %", pct)]
     extra = [e for e in extra if any(r.select(e[0]) for r in runs)]
     headers = ["method", "data", "model", "objective", "λ", "clean %"]
     headers += [f"{THREAT_SHORT.get(t, t)} {a} {e:g} %" for t, a, e in cols]
     headers += [h for _, h, _ in extra] + ["warnings"]
+    sub = [""] * 6 + [_column_settings(runs, *c) for c in cols] + [""] * (len(extra) + 1)
     rows = []
     for run in runs:
         info = run.info
         row = [
             run.label, str(info.get("dataset", "?")), str(info.get("model", "?")),
-            str(info.get("objective", "?")), num(run.reg_lambda), pct(run.clean(), 2),
+            str(info.get("objective", "?")), num(run.reg_lambda),
+            cell(run.best("clean_accuracy")),
         ]
-        row += [pct(run.value("robust_accuracy", threat_model=t, attack=a, eps=e), 2)
+        row += [cell(run.best("robust_accuracy", threat_model=t, attack=a, eps=e))
                 for t, a, e in cols]
-        row += [fmt(run.value(metric)) for metric, _, fmt in extra]
+        row += [weighted_cell(run) if fmt is None else fmt(run.value(metric))
+                for metric, _, fmt in extra]
         row.append(str(len(run_warnings(run))))
         rows.append(row)
-    return Table(
-        "Summary of our runs", headers, rows, [""] * len(rows),
-        note="Accuracies in %; WB = white-box on the ensemble, transfer = crafted on the"
-        " surrogate, UAP = worst SGD-UAP over seeds. Built only from the records files.",
-    )
+    kinds = ["accuracy", "clean", *dict.fromkeys(t for t, _, _ in cols), *(m for m, _, _ in extra)]
+    note = " ".join(DEFINITIONS[k] for k in kinds if k in DEFINITIONS)
+    return Table("Summary of our runs", headers, rows, [""] * len(rows),
+                 note=note + " Built only from the records files.", subheaders=sub)
+
+
+def member_tables(runs: list[Run]) -> list[Table]:
+    """Per run with member records: each member's clean accuracy and its accuracy on the
+    ensemble's white-box, transfer and universal examples, with n and 95% intervals."""
+    out = []
+    for run in runs:
+        members = sorted({int(r["member"]) for m in ("member_clean_accuracy",
+                                                     "member_robust_accuracy")
+                          for r in run.select(m) if r.get("member") is not None})
+        if not members:
+            continue
+        cols = [c for c in robust_columns([run])
+                if run.select("member_robust_accuracy", threat_model=c[0], attack=c[1],
+                              eps=c[2])]
+        headers = ["member", "clean %"] + [f"{THREAT_SHORT.get(t, t)} {a} {e:g} %"
+                                          for t, a, e in cols]
+        sub = ["", ""] + [_column_settings([run], *c) for c in cols]
+        rows = [[str(i), cell(run.best("member_clean_accuracy", member=i))]
+                + [cell(run.best("member_robust_accuracy", member=i, threat_model=t, attack=a,
+                              eps=e)) for t, a, e in cols]
+                for i in members]
+        rows.append(["ensemble", cell(run.best("clean_accuracy"))]
+                    + [cell(run.best("robust_accuracy", threat_model=t, attack=a, eps=e))
+                       for t, a, e in cols])
+        out.append(Table(
+            f"{run.label}: members", headers, rows, [""] * (len(rows) - 1) + ["ours"],
+            note="A member's robust accuracy counts the images it classifies correctly both"
+            " clean and on the adversarial examples crafted against the whole ensemble"
+            " (white-box) or the surrogate (transfer); under UAP, the images it classifies"
+            " correctly with the perturbation added. Percent [95% Wilson interval] n = images.",
+            subheaders=sub))
+    return out
 
 
 def run_warnings(run: Run) -> list[str]:
@@ -115,32 +208,27 @@ def _fmt_pub(v: Any) -> str:
 
 
 def _ours_uap(run: Run) -> dict[str, str]:
-    uap = [float(r["value"]) for r in run.select("robust_accuracy", threat_model="universal")]
-    avg = float(np.mean(uap)) if uap else None
-    w = run.value("weighted_accuracy")
-    clean = run.clean()
-    if w is None and avg is not None and clean is not None:
-        w = 0.5 * (clean + avg)
-    return {"clean": pct(clean), "avg_uap": pct(avg), "weighted": pct(w)}
+    """Our clean, average UAP and weighted accuracy, each with n and its 95% interval."""
+    clean = run.best("clean_accuracy")
+    return {"clean": cell(clean, 1), "avg_uap": mean_cell(run.uap_records()),
+            "weighted": weighted_cell(run, 1)}
 
 
 def _ours_transfer(run: Run, table: dict[str, Any]) -> dict[str, str]:
     eps = table["eps"].get(run.info.get("dataset"), ())
-    out = {"clean": pct(run.clean())}
+    out = {"clean": cell(run.best("clean_accuracy"), 1)}
     for key, _ in table["columns"][1:]:
-        vals = [run.value("robust_accuracy", threat_model="transfer", attack=key, eps=e)
+        recs = [run.best("robust_accuracy", threat_model="transfer", attack=key, eps=e)
                 for e in eps]
-        out[key] = "/".join(pct(v) for v in vals) if vals else "—"
+        out[key] = " / ".join(cell(r, 1) for r in recs) if recs else "—"
     return out
 
 
 def _recipe_table(table: dict[str, Any], runs: list[Run], datasets: set[str]) -> Table | None:
     rows_pub = [r for r in table["rows"] if r["dataset"] in datasets]
-    relevant = rows_pub or (
-        table["rows"] if any(_family(table, r) for r in runs) else []
-    )
-    if not relevant:
+    if not reproduces(table, runs):
         return None
+    relevant = rows_pub or table["rows"]
     headers = [h for _, h in table["label_columns"]] + [h for _, h in table["columns"]]
     rows, classes = [], []
     matched = 0
@@ -168,23 +256,20 @@ def _recipe_table(table: dict[str, Any], runs: list[Run], datasets: set[str]) ->
                  collapsed=not rows_pub)
 
 
-def _family(table: dict[str, Any], run: Run) -> bool:
-    term = run.info.get("reg_term")
-    return {"uap": term == "jr", "transfer": term == "gal", "white_box": term == "adp"}.get(
-        table["kind"], False
-    )
+def reproduces(table: dict[str, Any], runs: list[Run]) -> bool:
+    """Whether one of ``runs`` has the recipe of one of the table's rows (its ``match``) or,
+    for a table whose rows name none, the table's ``recipe``: only then is it shown."""
+    recipes = [r["match"] for r in table["rows"] if r.get("match") is not None]
+    if table.get("recipe") is not None:
+        recipes.append(table["recipe"])
+    return any(_matches(run, m) for m in recipes for run in runs)
 
 
 def _attack_table(table: dict[str, Any], runs: list[Run], datasets: set[str]) -> Table | None:
     rows_pub = [r for r in table["rows"] if r["dataset"] in datasets]
-    if table["kind"] == "detection":
-        show = rows_pub or (table["rows"] if any(r.select("detection_auc") for r in runs) else [])
-    elif table["kind"] == "reference":
-        show = rows_pub
-    else:
-        show = rows_pub or (table["rows"] if any(_family(table, r) for r in runs) else [])
-    if not show:
+    if not reproduces(table, runs):
         return None
+    show = rows_pub or table["rows"]
     ours_runs = [r for r in runs if r.info.get("dataset") in {p["dataset"] for p in show}]
     if table["kind"] == "reference":
         ours_runs = []
@@ -201,8 +286,8 @@ def _attack_table(table: dict[str, Any], runs: list[Run], datasets: set[str]) ->
                 row.append("/".join(pct(v) for v in vals) if any(v is not None for v in vals)
                            else "—")
             else:
-                row.append(pct(run.value("robust_accuracy", threat_model="white_box",
-                                         attack=pub["attack"], eps=pub["param"])))
+                row.append(cell(run.best("robust_accuracy", threat_model="white_box",
+                                         attack=pub["attack"], eps=pub["param"]), 1))
         rows.append(row)
     note = "Our columns: the same attack and parameter on our runs of that dataset ('—' where" \
         " not evaluated)."
@@ -215,7 +300,8 @@ def _attack_table(table: dict[str, Any], runs: list[Run], datasets: set[str]) ->
 
 
 def published_tables(runs: list[Run]) -> list[Table]:
-    """The published tables relevant to our runs (same dataset or same method family)."""
+    """The published tables of the recipes our runs reproduce (:func:`reproduces`); the rows
+    of our datasets, or all rows collapsed when the paper used other datasets."""
     datasets = {str(r.info.get("dataset")) for r in runs}
     out = []
     for table in PUBLISHED_TABLES:
@@ -228,4 +314,5 @@ def published_tables(runs: list[Run]) -> list[Table]:
     return out
 
 
-__all__ = ["GAL_EPS", "Table", "published_tables", "run_warnings", "summary_table"]
+__all__ = ["GAL_EPS", "Table", "member_tables", "published_tables", "run_warnings",
+           "summary_table"]

@@ -2,6 +2,12 @@
 
 A trial's folder is an ordinary run directory plus ``trial.json`` and, written atomically
 last, ``DONE.json`` holding its records (see :mod:`robens.sweep`).
+
+A folder belongs to a trial when its ``trial.json`` config has the trial's training identity
+(:mod:`robens.identity`): a sweep rerun with other threads, device or output path reuses it.
+``DONE.json`` is matched on the whole config's hash, so such a rerun evaluates the trained
+checkpoint again (it never retrains a finished one), and a trial whose ``training.epochs`` grew
+trains on from its checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 from robens.config import ExperimentConfig, validate_config
 from robens.errors import ConfigError
+from robens.identity import format_diff, identity_diff, train_identity
 from robens.records import read_json_records, write_csv_records, write_json_records
 from robens.source import check_source
 from robens.sweeps.grid import SweepPlan, Trial, plan_sweep
@@ -68,13 +75,27 @@ def read_done(run_dir: str | os.PathLike, cfg_hash: str, suite: str | None) -> d
     return done
 
 
+def identity_conflict(info: Any, trial: Trial) -> str | None:
+    """How the ``trial.json`` content ``info`` differs from ``trial``'s training identity.
+
+    ``None`` when it does not (or there is no ``trial.json``); ``""`` when an old
+    ``trial.json`` without a config has another config hash.
+    """
+    if not isinstance(info, dict):
+        return None
+    stored = info.get("config")
+    if isinstance(stored, dict):
+        diff = identity_diff(train_identity(stored), train_identity(trial.config.to_dict()))
+        return format_diff(diff, "trial folder", "this sweep") if diff else None
+    return None if info.get("config_hash") == trial.config_hash else ""
+
+
 def trial_status(trial: Trial, suite: str | None = None) -> str:
     """``complete``, ``re-evaluate`` (done under another suite), ``started``, ``pending`` or
     ``conflict`` (the folder holds a trial of another config: running refuses it)."""
     if read_done(trial.run_dir, trial.config_hash, suite) is not None:
         return "complete"
-    info = read_json(trial.run_dir / TRIAL_NAME)
-    if isinstance(info, dict) and info.get("config_hash") != trial.config_hash:
+    if identity_conflict(read_json(trial.run_dir / TRIAL_NAME), trial) is not None:
         return "conflict"
     if (trial.run_dir / DONE_NAME).exists():
         return "re-evaluate"
@@ -107,7 +128,8 @@ def run_trial(spec: dict[str, Any]) -> dict[str, Any]:
     from robens.training.trainer import CHECKPOINT_NAME
 
     ckpt = run_dir / CHECKPOINT_NAME
-    trained = ckpt.exists() and bool(load_checkpoint(ckpt, verify=False)[1].get("complete"))
+    meta = load_checkpoint(ckpt, verify=False)[1] if ckpt.exists() else {}
+    trained = bool(meta.get("complete")) and meta.get("epoch") == cfg.training.epochs
     if not trained:
         Trainer(cfg, run_dir=run_dir, progress=False, echo=None).fit(resume=True)
     records = evaluate_trial(cfg, ckpt, run_dir, spec.get("suite"))
@@ -166,11 +188,12 @@ def evaluate_trial(
 def prepare(plan: SweepPlan) -> None:
     """Refuse trial folders written by another config; write trial.json and plan.json."""
     for t in plan.trials:
-        info = read_json(t.run_dir / TRIAL_NAME)
-        if isinstance(info, dict) and info.get("config_hash") != t.config_hash:
+        diff = identity_conflict(read_json(t.run_dir / TRIAL_NAME), t)
+        if diff is not None:
+            detail = f": {diff}" if diff else ""
             raise ConfigError(
-                f"{t.run_dir} holds trial {t.id} [{t.name}] run with a different config (was"
-                " the base config edited?); use another output_dir or remove that folder"
+                f"{t.run_dir} holds trial {t.id} [{t.name}] run with a different config{detail}"
+                " (was the base config edited?); use another output_dir or remove that folder"
             )
     for t in plan.trials:
         if not (t.run_dir / TRIAL_NAME).exists():
@@ -246,6 +269,7 @@ __all__ = [
     "collect_records",
     "evaluate_trial",
     "format_plan",
+    "identity_conflict",
     "plan_table",
     "prepare",
     "read_done",

@@ -1,4 +1,16 @@
-"""Learning-rate schedules as pure functions of the global step (resumable by construction)."""
+"""Learning-rate schedules as pure functions of the global step (resumable by construction).
+
+Changing ``training.epochs`` of a run (resuming a finished or interrupted run with more, or
+fewer, epochs) keeps the steps already taken only when their learning rates do not depend on
+the run's length:
+
+- ``constant`` and ``step`` are defined per step and per epoch alone (``step`` milestones are
+  epochs), so a run extended from ``E`` to ``E'`` epochs follows exactly the schedule of an
+  uninterrupted ``E'``-epoch run; a milestone beyond ``E`` takes effect in the new epochs.
+- ``cosine`` and ``cyclic_cosine`` stretch over ``steps_per_epoch * epochs`` steps: another
+  length changes the learning rate of steps already taken, so a resume with another
+  ``training.epochs`` is refused (:func:`length_change_error` says why).
+"""
 
 from __future__ import annotations
 
@@ -37,3 +49,25 @@ def cycle_ends(steps_per_epoch: int, epochs: int, cycles: int) -> list[int]:
     total = steps_per_epoch * epochs
     period = math.ceil(total / cycles)
     return [min(total, period * (k + 1)) for k in range(cycles)]
+
+
+#: schedules whose learning rate at a step depends on the run's length
+LENGTH_DEPENDENT = ("cosine", "cyclic_cosine")
+
+
+def length_change_error(
+    cfg: ScheduleConfig, old_epochs: int, new_epochs: int, steps_done: int
+) -> str | None:
+    """Why a run of ``old_epochs`` cannot go on as one of ``new_epochs``; ``None`` if it can.
+
+    ``steps_done`` is the number of optimizer steps already taken (for the message).
+    """
+    if old_epochs == new_epochs or cfg.name not in LENGTH_DEPENDENT:
+        return None
+    return (
+        f"schedule {cfg.name!r} spans training.epochs, so changing training.epochs from"
+        f" {old_epochs} to {new_epochs} would change the learning rate of the {steps_done}"
+        f" step(s) already taken; keep training.epochs: {old_epochs} to resume, or train"
+        " the longer run in another output directory (constant and step schedules can be"
+        " extended)"
+    )

@@ -4,6 +4,13 @@ Reproducibility: every random choice of epoch ``e`` (shuffling, augmentation, no
 eps) comes from generators seeded with ``derive_seed(seed, ..., e)``, and the global torch
 seed is reset from it too, so a run resumed from the checkpoint of epoch ``e - 1`` replays
 epoch ``e`` exactly and ends with the same weights as an uninterrupted run.
+
+Resume compares training identities (:mod:`robens.identity`), not whole configs: the output
+folder, threads, device, evaluation batch size and test size may change, and
+``training.epochs`` may change (a finished run extended) when the schedule and the objective do
+not depend on the run's length (:func:`robens.training.schedules.length_change_error`). A
+finished run extended with ``soft_voting: val_accuracy`` trains on with the configured weights
+(as an uninterrupted run would) and votes again at its new end.
 """
 
 from __future__ import annotations
@@ -27,18 +34,19 @@ from robens.checkpoint import (
     save_checkpoint,
     split_prefix,
 )
-from robens.config import ExperimentConfig, dump_config
+from robens.config import ExperimentConfig, dump_config, validate_config
 from robens.data.base import ImageDataset
 from robens.data.datasets import load_dataset
 from robens.ensemble import Ensemble
-from robens.errors import CheckpointError, TrainingError
+from robens.errors import CheckpointError, ConfigError, TrainingError
 from robens.factory import build_ensemble, ensemble_meta
+from robens.identity import format_diff, identity_diff, train_identity
 from robens.metrics.accuracy import evaluate_accuracy
 from robens.objectives import Objective, parse_objective
 from robens.progress import Progress
 from robens.runlock import RunLock
 from robens.training.context import BatchAugment, NonFiniteStep, StrategyContext, build_optimizer
-from robens.training.schedules import learning_rate
+from robens.training.schedules import learning_rate, length_change_error
 from robens.training.strategies import make_strategy
 from robens.utils import (
     atomic_write_json,
@@ -134,6 +142,8 @@ class Trainer:
         self.strategy = make_strategy(self.context)
         self.state = TrainState()
         self.config_hash = config_hash(self.cfg.to_dict())
+        self.identity = train_identity(self.cfg.to_dict())
+        self._complete = False  # whether the checkpoint on disk is of a finished run
 
     # ------------------------------------------------------------------ setup
     def _load_data(self) -> tuple[ImageDataset, ImageDataset]:
@@ -242,6 +252,7 @@ class Trainer:
             "kind": "ensemble",
             "config": self.cfg.to_dict(),
             "config_hash": self.config_hash,
+            "train_identity": self.identity,
             "seed": self.cfg.seed,
             "epoch": self.state.epoch,
             "global_step": self.state.global_step,
@@ -269,11 +280,8 @@ class Trainer:
         if not self.checkpoint_path.exists():
             return False
         tensors, meta = load_checkpoint(self.checkpoint_path)
-        if meta.get("config_hash") != self.config_hash:
-            raise CheckpointError(
-                f"{self.checkpoint_path} was written by a different config; resume with the"
-                " same config or choose another output directory"
-            )
+        self._check_resume(meta)
+        configured = self.ensemble.weights.clone()
         module_from_tensors(self.ensemble, tensors, "model")
         optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
         self.strategy.load_state(split_prefix(tensors, "strategy"), meta.get("strategy", {}))
@@ -283,7 +291,51 @@ class Trainer:
             history=list(meta.get("history", [])),
             skipped_batches=int(meta.get("skipped_batches", 0)),
         )
+        self._complete = bool(meta.get("complete"))
+        extending = self._complete and self.state.epoch < self.cfg.training.epochs
+        if extending and self.cfg.training.soft_voting == "val_accuracy":
+            self.ensemble.set_weights(configured)  # voted again at the new end
+            self.strategy.vote = {}
         return True
+
+    def _check_resume(self, meta: dict[str, Any]) -> None:
+        """Refuse a checkpoint whose training identity or length does not fit this config."""
+        where = self.checkpoint_path
+        stored = meta.get("train_identity")
+        if not isinstance(stored, dict):  # written before identities were recorded
+            old = meta.get("config")
+            if not isinstance(old, dict):
+                raise CheckpointError(f"{where} holds no config to compare with; cannot resume")
+            stored = train_identity(_revalidated(old))
+        diff = identity_diff(stored, self.identity)
+        if diff:
+            raise CheckpointError(
+                f"{where} was trained with a different config ({format_diff(diff)}); resume"
+                " with the checkpoint's values or choose another output directory"
+            )
+        done = int(meta.get("epoch", 0))
+        epochs = self.cfg.training.epochs
+        if done > epochs:
+            raise CheckpointError(
+                f"{where} has already trained {done} epoch(s), more than training.epochs:"
+                f" {epochs}; resume with training.epochs >= {done}"
+            )
+        old_cfg = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        old_epochs = int(old_cfg.get("training", {}).get("epochs", epochs))
+        if old_epochs == epochs:
+            return
+        steps = int(meta.get("global_step", 0))
+        why = length_change_error(self.cfg.schedule, old_epochs, epochs, steps)
+        ramps = [t.name for _, t in self.objective.terms if getattr(t, "uses_progress", False)]
+        if why is None and ramps:
+            why = (
+                f"objective term(s) {', '.join(ramps)} follow the training progress (epoch /"
+                f" training.epochs), so changing training.epochs from {old_epochs} to {epochs}"
+                f" would change the {steps} step(s) already taken; keep training.epochs:"
+                f" {old_epochs} to resume"
+            )
+        if why is not None:
+            raise CheckpointError(f"cannot resume {where} with training.epochs {epochs}: {why}")
 
     # ------------------------------------------------------------------ fit
     def fit(self, resume: bool = False) -> TrainResult:
@@ -305,12 +357,16 @@ class Trainer:
                 self.state.history.append(record)
                 last = self.state.epoch == epochs
                 if last:
-                    self.strategy.on_fit_end()
-                    record["test"] = self.evaluate(self.test_set)
+                    self._finish(record)
                 self.save(complete=last)
+                self._complete = last
                 self.echo(_epoch_line(record))
-            if self.state.epoch == epochs and not self.state.history:
+            if self.state.epoch == epochs and not self._complete:
+                # an interrupted run resumed with training.epochs = its last epoch
+                if self.state.history:
+                    self._finish(self.state.history[-1])
                 self.save(complete=True)
+                self._complete = True
         return TrainResult(
             self.run_dir,
             self.ensemble,
@@ -318,6 +374,19 @@ class Trainer:
             self.checkpoint_path,
             self.state.skipped_batches,
         )
+
+    def _finish(self, record: dict[str, Any]) -> None:
+        """End of training: the strategy's last word, then the final test evaluation."""
+        self.strategy.on_fit_end()
+        record["test"] = self.evaluate(self.test_set)
+
+
+def _revalidated(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with today's defaults filled in (as written when it no longer validates)."""
+    try:
+        return validate_config(config).to_dict()
+    except ConfigError:
+        return config
 
 
 def _epoch_line(record: dict[str, Any]) -> str:

@@ -135,6 +135,62 @@ def _save_samples(ctx: UnitContext, idx: torch.Tensor, out: Outcome, keep_x: boo
     ctx.store.save_arrays(ctx.uid, **arrays)
 
 
+#: images per attack unit kept for the report's example figure
+EXAMPLES = 8
+
+
+def member_records(
+    ctx: UnitContext, batches: list, out: Outcome, require_clean: bool = True
+) -> list[dict[str, Any]]:
+    """Each member's accuracy on the examples of ``out`` (one forward of the members on the
+    clean and one on the adversarial images): per member, the fraction of images it classifies
+    correctly both clean and attacked, as the engine counts the ensemble (attacked only when
+    ``require_clean`` is false: the universal unit's convention)."""
+    if ctx.members < 2 or out.x_adv is None or not hasattr(ctx.model, "member_logits"):
+        return []
+    ok: list[torch.Tensor] = []
+    start = 0
+    with torch.no_grad():
+        for x, y in batches:
+            stop = start + y.shape[0]
+            y = y.to(ctx.device)
+            clean = ctx.model.member_logits(x.to(ctx.device)).argmax(-1) == y
+            adv = ctx.model.member_logits(out.x_adv[start:stop].to(ctx.device)).argmax(-1) == y
+            ok.append((clean & adv if require_clean else adv).cpu())
+            start = stop
+    robust = torch.cat(ok, dim=1)
+    return [{"member": i, "value": float(robust[i].double().mean()), "n": int(robust.shape[1])}
+            for i in range(robust.shape[0])]
+
+
+def save_examples(ctx: UnitContext, batches: list, out: Outcome, name: str = "examples") -> str:
+    """Store the first :data:`EXAMPLES` clean and adversarial images with labels and the
+    target's predictions as ``suite/samples/<uid>-<name>.npz``; returns its path relative to
+    the suite's output folder ('' when no examples were kept)."""
+    if out.x_adv is None:
+        return ""
+    x = torch.cat([b[0] for b in batches])[:EXAMPLES]
+    k = x.shape[0]
+    path = ctx.store.save_arrays(
+        f"{ctx.uid}-{name}", x=x.numpy(), x_adv=out.x_adv[:k].numpy(), label=out.y[:k].numpy(),
+        pred_clean=out.clean_pred[:k].numpy(), pred_adv=out.adv_pred[:k].numpy(),
+    )
+    return str(path.relative_to(ctx.store.out))
+
+
+def settings_of(atk: Any) -> dict[str, Any]:
+    """The attack's resolved settings (defaults included) as flat record fields, as
+    ``robens attack`` records them: ``norm``, ``loss``, ``targeted``, ``param_*`` ..."""
+    describe = getattr(atk, "describe", None)
+    if not callable(describe):
+        return {}
+    desc = describe()
+    out = {k: v for k, v in desc.items()
+           if k not in ("attack", "eps", "seed", "combine", "adaptive") and v is not None}
+    out["attack_seed"] = desc.get("seed")
+    return out
+
+
 def square_check(
     ctx: UnitContext, entry: AttackEntry, eps: float, batches: list, out: Outcome,
     extra: dict[str, Any],
@@ -174,8 +230,11 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
     else:
         source, combine = ctx.model, entry.combine
 
+    built: list[Any] = []
+
     def build(aggregation: str | None) -> Any:
-        return ctx.build_attack(entry.attack, source, eps, aggregation, entry.params)
+        built.append(ctx.build_attack(entry.attack, source, eps, aggregation, entry.params))
+        return built[-1]
 
     cache, key, fields = _transfer_cache(ctx, entry, eps, combine, batches)
     cached = cache.load(key, len(idx)) if cache is not None else None
@@ -198,7 +257,7 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
     if adaptive:
         combine = "adaptive"
         out = evaluate_adaptive(
-            ctx.model, build, batches, device=ctx.device, keep_adv=ctx.suite.save_adversarial,
+            ctx.model, build, batches, device=ctx.device, keep_adv=True,
             on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
             early_exit=early,
         )
@@ -206,7 +265,7 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
     else:
         out = evaluate_attack(
             ctx.model, build(combine), batches, device=ctx.device,
-            keep_adv=ctx.suite.save_adversarial or fill_cache,
+            keep_adv=True,  # the members' accuracy and the report's examples read them
             precomputed=None if cached is None else Precomputed(cached["x_adv"], cached["norm"]),
             on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
             early_exit=early,
@@ -220,7 +279,8 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
         attack=entry.attack, eps=eps, threat_model=entry.threat, n=out.n, combine_attack=combine,
         early_exit=early,
         params=entry.params, clean_accuracy=clean, mean_norm=out.mean_norm,
-        max_norm=out.max_norm, warnings=warnings, **extra,
+        max_norm=out.max_norm, warnings=warnings, **settings_of(built[0] if built else None),
+        examples_file=save_examples(ctx, batches, out), **extra,
     )
     if entry.per_sample if entry.per_sample is not None else ctx.suite.per_sample:
         _save_samples(ctx, idx, out, ctx.suite.save_adversarial)
@@ -228,6 +288,8 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
         ctx.rec(metric="robust_accuracy", value=robust, **common),
         ctx.rec(metric="attack_success_rate", value=out.success_rate, **common),
     ]
+    recs += [ctx.rec(metric="member_robust_accuracy", **{**common, **m})
+             for m in member_records(ctx, batches, out)]
     tag = f" [{len(warnings)} masking warning(s)]" if warnings else ""
     ctx.echo(
         f"{entry.threat} {entry.attack} eps={eps:g}: robust {100 * robust:.2f}% (clean"

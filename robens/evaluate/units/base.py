@@ -22,11 +22,13 @@ import torch
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from robens.data import ImageDataset, load_dataset
+from robens.errors import InputError
 from robens.evaluate.storage import UnitStore
 from robens.evaluate.surrogates import Surrogates
 from robens.progress import Progress
 from robens.records import make_record
 from robens.registry import Registry
+from robens.validation import parse_eps
 
 Echo = Callable[[str], None]
 Records = list[dict[str, Any]]
@@ -40,8 +42,20 @@ class Strict(BaseModel):
 
 
 def as_list(v: Any) -> Any:
-    """A lone number as a one-element list (``eps: 0.1`` -> ``[0.1]``)."""
-    return [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+    """A lone number as a one-element list (``eps: 0.1`` -> ``[0.1]``); a fraction string
+    (``"8/255"``, alone or in the list) as its number."""
+    if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+        v = [v]
+    return [_fraction(i) for i in v] if isinstance(v, list) else v
+
+
+def _fraction(item: Any) -> Any:
+    if isinstance(item, str) and "/" in item:
+        try:
+            return parse_eps(item)
+        except InputError:
+            return item  # the schema reports it, naming the key
+    return item
 
 
 #: a list of numbers that a spec also accepts as one number (``sigmas: 0.1``)

@@ -5,7 +5,7 @@ A recipe's ``summary:`` key picks one. Adding a paper: a module here with a func
 (see :mod:`robens.recipes.summaries.base` for the helpers), and its import below.
 """
 
-from robens.recipes.summaries import adp, gal, gdr, jacobian, mmc, rce
+from robens.recipes.summaries import adp, gal, gdr, jacobian, mmc, peers, rce
 from robens.recipes.summaries.base import SUMMARIES, Summary
 from robens.recipes.summaries.gdr import spearman
 from robens.recipes.summaries.jacobian import JE_FAMILIES, je_family
@@ -20,6 +20,7 @@ __all__ = [
     "jacobian",
     "je_family",
     "mmc",
+    "peers",
     "rce",
     "spearman",
 ]

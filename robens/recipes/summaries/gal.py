@@ -1,5 +1,11 @@
 """GAL / diversity training (Kariyappa & Qureshi 2019), Table 2: black-box transfer accuracy
-of Base, Div, Ens and Ens+Div, gradient coherence and GAAS."""
+of Base, Div, Ens and Ens+Div, gradient coherence and GAAS.
+
+Checks: each (attack, eps) cell compares two targets by McNemar's exact test on their
+per-image robust outcomes under the same surrogate's transfer examples; "every" needs a
+significant win in every cell, "most" significant wins in more than half the cells; both
+targets must be above chance on clean data (:func:`robens.recipes.summaries.base.verdict_check`).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,17 @@ from typing import Any
 
 from robens.recipes.summaries.base import (
     SUMMARIES,
-    make_check,
+    chance_gate,
     make_table,
     pair,
+    paired_findings,
     pct,
     ref_dataset,
     roles,
+    verdict_check,
 )
 from robens.recipes.views import PlanInfo, TrialView
+from robens.stats import Claim
 
 GAL_ATTACKS = [("fgsm", "FGSM"), ("rfgsm", "R-FGSM"), ("ifgsm", "I-FGSM"),
                ("mifgsm", "MI-FGSM"), ("pgd_cw", "PGD-CW")]
@@ -84,42 +93,25 @@ def summarize_gal(plan: PlanInfo, views: list[TrialView]) -> dict[str, Any]:
             note="Lower = a smaller adversarial subspace (Tramèr et al. 2017)."))
     checks = []
 
-    def compare(a: str, b: str, idx: list[int]) -> tuple[int, int, int, list[str]]:
-        """Cells where ``a`` beats / loses to / ties ``b``, and the lost ones."""
-        won = lost = tied = 0
-        names = []
-        for att, label in GAL_ATTACKS:
-            for i in idx:
-                x, y = cells[a][att][i], cells[b][att][i]
-                if x is None or y is None:
-                    continue
-                if x > y:
-                    won += 1
-                elif x < y:
-                    lost += 1
-                    names.append(f"{label}@{eps[i]:g} ({pct(x)} vs {pct(y)})")
-                else:
-                    tied += 1
-        return won, lost, tied, names
+    def test(a: str, b: str, idx: list[int], name: str, claim: Claim,
+             note: str = "") -> None:
+        va, vb = targets[a], targets[b]
+        found, missing = paired_findings(va, vb, {
+            f"{label}@{eps[i]:g}": (
+                va.record("robust_accuracy", threat_model="transfer", attack=att, eps=eps[i]),
+                vb.record("robust_accuracy", threat_model="transfer", attack=att, eps=eps[i]))
+            for att, label in GAL_ATTACKS for i in idx})
+        gate = chance_gate({GAL_ROLES[a]: va, GAL_ROLES[b]: vb})
+        checks.append(verdict_check(name, found, claim, gate, missing, note))
 
     if "div" in cells and "base" in cells:
-        won, lost, tied, names = compare("div", "base", [0])
-        total = won + lost + tied
-        checks.append(make_check(f"Div beats Base under every transfer attack at eps {eps[0]:g}",
-                                 total > 0 and won == total,
-                                 f"{won}/{total} attacks" + (f"; not: {', '.join(names)}"
-                                                             if names else "")))
+        test("div", "base", [0], f"Div beats Base under every transfer attack at eps {eps[0]:g}",
+             "every")
     if "ens-div" in cells and "ens" in cells:
-        won, lost, tied, names = compare("ens-div", "ens", list(range(len(eps))))
-        by_eps = [compare("ens-div", "ens", [i])[:3] for i in range(len(eps))]
-        per_eps = "; ".join(
-            f"eps {e:g}: {c[0]}/{sum(c)} won" for e, c in zip(eps, by_eps, strict=True))
-        checks.append(make_check(
-            "Ens+Div beats Ens on most (attack, eps) cells (more wins than losses)",
-            won + lost > 0 and won > lost,
-            f"{won} won, {lost} lost, {tied} tied of {won + lost + tied} cells ({per_eps})"
-            + (f"; lost: {', '.join(names)}" if names else "")
-            + " [paper, MNIST: 5 won, 1 lost, 4 tied]"))
+        test("ens-div", "ens", list(range(len(eps))),
+             "Ens+Div beats Ens on most (attack, eps) cells (significant wins only)", "most",
+             "paper, MNIST: 5 won, 1 lost, 4 tied")
     data = {"eps": eps, "cells": cells, "clean": {k: v.clean() for k, v in targets.items()},
+            "clean_n": {k: v.clean_count() for k, v in targets.items()},
             "coherence": {k: v.value("coherence") for k, v in targets.items()}}
     return {"tables": tables, "checks": checks, "data": data}

@@ -1,12 +1,31 @@
 """RCE (Pang et al., NeurIPS 2018): detection ROC-AUC of CE- vs RCE-trained models
-(confidence, non-ME, kernel density) per attack, beside the published numbers."""
+(confidence, non-ME, kernel density) per attack, beside the published numbers.
+
+Check: RCE raises the non-ME AUC on most attacks, counting only significant rises. The two
+models' AUCs come from different (clean, adversarial) pairs, so each attack's difference is
+tested unpaired: z = (AUC_RCE - AUC_CE) / sqrt(SE_RCE^2 + SE_CE^2) with Hanley & McNeil's
+(1982) standard errors for n_pairs clean and n_pairs adversarial scores (treating the two sides
+of a model's pairs as independent, an approximation), two-sided normal p; both models must be
+above chance on clean data."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from robens.recipes.summaries.base import SUMMARIES, make_check, make_table, pct, ref_dataset, roles
+from robens.recipes.summaries.base import (
+    SUMMARIES,
+    chance_gate,
+    make_table,
+    pct,
+    ref_dataset,
+    roles,
+    verdict_check,
+)
 from robens.recipes.views import PlanInfo, TrialView
+from robens.stats import Finding, auc_difference
+
+AUC_TEST = "ROC-AUC difference, Hanley-McNeil z (two-sided)"
 
 RCE_ROLES = {"ce": "CE", "rce": "RCE"}
 RCE_DETECTORS = [("confidence", "Confidence"), ("non_me", "non-ME"),
@@ -50,10 +69,25 @@ def summarize_rce(plan: PlanInfo, views: list[TrialView]) -> dict[str, Any]:
     clean = {k: v.clean() for k, v in targets.items()}
     table = make_table("published", pub["title"], headers, rows, note=note, source=pub["source"])
     checks = []
-    for d, label in RCE_DETECTORS[1:2]:
-        cmp = [(v["rce"][d], v["ce"][d]) for v in aucs.values()
-               if v["rce"][d] is not None and v["ce"][d] is not None]
-        won = sum(1 for r, c in cmp if r > c)
-        checks.append(make_check(f"RCE raises the {label} AUC on most attacks",
-                                 bool(cmp) and won > len(cmp) / 2, f"{won}/{len(cmp)} attacks"))
-    return {"tables": [table], "checks": checks, "data": {"auc": aucs, "clean": clean}}
+    if "ce" in targets and "rce" in targets:
+        for d, label in RCE_DETECTORS[1:2]:
+            found, missing = [], []
+            for a in attacks:
+                rr = targets["rce"].record("detection_auc", attack=a, detector=d)
+                rc = targets["ce"].record("detection_auc", attack=a, detector=d)
+                if rr is None or rc is None or any(
+                        math.isnan(float(r["value"])) for r in (rr, rc)):
+                    missing.append(f"{a}: no AUC for both models")
+                    continue
+                nr, nc = int(rr.get("n_pairs") or 0), int(rc.get("n_pairs") or 0)
+                _, p = auc_difference(float(rr["value"]), (nr, nr), float(rc["value"]), (nc, nc))
+                diff = float(rr["value"]) - float(rc["value"])
+                found.append(Finding(a, diff, p, AUC_TEST,
+                                     f"{a}: {pct(rc['value'])} → {pct(rr['value'])} ({nc}/{nr}"
+                                     f" pairs, p={p:.2g})"))
+            gate = chance_gate({"CE": targets["ce"], "RCE": targets["rce"]})
+            checks.append(verdict_check(
+                f"RCE raises the {label} AUC on most attacks (significant rises only)", found,
+                "most", gate, missing))
+    return {"tables": [table], "checks": checks, "data": {"auc": aucs, "clean": clean,
+                     "clean_n": {k: v.clean_count() for k, v in targets.items()}}}

@@ -109,7 +109,10 @@ class Strategy:
         total, parts = ctx.objective(batch)
         if not torch.isfinite(total):
             bad = [name for name, v in parts.items() if not torch.isfinite(v).all()]
-            raise NonFiniteStep(f"loss is {total.item()} (non-finite term(s): {', '.join(bad)})")
+            what = (f"non-finite term(s): {', '.join(bad)}" if bad else "every term is finite;"
+                    " their weighted sum overflowed: " + ", ".join(
+                        f"{n}={v.detach().float().mean().item():.4g}" for n, v in parts.items()))
+            raise NonFiniteStep(f"loss is {total.item()} ({what})")
         ctx.optimizer.zero_grad(set_to_none=True)
         total.backward()
         clip = ctx.config.training.grad_clip or math.inf
