@@ -44,6 +44,8 @@ def test_help_lists_the_registries(capsys, monkeypatch, command, names):
     for kind in names:
         listed = getattr(choices, kind)()
         for name in listed.replace(",", " ").replace("|", " ").split():
+            if name.startswith("test_"):
+                continue  # registered by another test after the CLI's help was built
             assert name in text, f"{' '.join(command)} --help does not list {kind} {name!r}"
     if command == ["attack"]:
         assert "8/255" in text  # the fraction form of --eps is documented

@@ -46,7 +46,8 @@ def _suite(runs, cache="auto", **over):
 def _values(result):
     return sorted(
         (r["attack"], r["eps"], r["metric"], r["value"], r.get("mean_norm"))
-        for r in result["records"] if r["threat_model"] == "transfer"
+        for r in result["records"]
+        if r["threat_model"] == "transfer" and r["metric"] != "member_robust_accuracy"
     )
 
 

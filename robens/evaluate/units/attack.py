@@ -165,14 +165,15 @@ def member_records(
 
 def save_examples(ctx: UnitContext, batches: list, out: Outcome, name: str = "examples") -> str:
     """Store the first :data:`EXAMPLES` clean and adversarial images with labels and the
-    target's predictions as ``suite/samples/<uid>-<name>.npz``; returns its path relative to
+    target's predictions as ``suite/samples/<name>-<uid>.npz`` (so a unit's own per-sample
+    file ``<uid>-*.npz`` never matches it); returns its path relative to
     the suite's output folder ('' when no examples were kept)."""
     if out.x_adv is None:
         return ""
     x = torch.cat([b[0] for b in batches])[:EXAMPLES]
     k = x.shape[0]
     path = ctx.store.save_arrays(
-        f"{ctx.uid}-{name}", x=x.numpy(), x_adv=out.x_adv[:k].numpy(), label=out.y[:k].numpy(),
+        f"{name}-{ctx.uid}", x=x.numpy(), x_adv=out.x_adv[:k].numpy(), label=out.y[:k].numpy(),
         pred_clean=out.clean_pred[:k].numpy(), pred_adv=out.adv_pred[:k].numpy(),
     )
     return str(path.relative_to(ctx.store.out))
