@@ -264,3 +264,15 @@ def test_early_exit_keeps_robust_accuracy_and_the_unbroken_trajectories(fm, kind
     assert (early.x_adv[kept] - full.x_adv[kept]).abs().amax() <= 1e-5
     assert float((early.x_adv - x).abs().amax()) <= 0.05 + 1e-6
     assert float(early.x_adv.min()) >= 0 and float(early.x_adv.max()) <= 1
+
+
+def test_early_exit_with_samples_fooled_at_the_random_start(fm) -> None:
+    """Samples broken by the start itself leave before the first step (no aliasing)."""
+    model, x, y = fm
+    x, y = x[:60], y[:60]
+    atk = APGD(model, eps=0.3, steps=5)
+    atk.early_exit = True
+    early = atk.run(x, y)
+    full = APGD(model, eps=0.3, steps=5).run(x, y)
+    assert torch.equal(early.success, full.success)
+    assert float((early.x_adv - x).abs().amax()) <= 0.3 + 1e-6

@@ -174,7 +174,8 @@ class APGD(Attack):
         fooled = self.is_success(logits, y)
         x_fooled = x_adv.clone()
         x_best, loss_best, grad_best = x_adv.clone(), loss.clone(), grad.clone()
-        out_best, out_loss = x_best, loss_best  # full-batch results (early exit writes into them)
+        # full-batch results (early exit writes into them; copies, never aliases of the state)
+        out_best, out_loss = x_best.clone(), loss_best.clone()
         act = torch.arange(x.shape[0], device=x.device)  # batch positions still in the run
         eta = torch.full((x.shape[0],), 2.0 * self.eps, dtype=x.dtype, device=x.device)
         x_prev = x_adv

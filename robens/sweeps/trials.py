@@ -39,13 +39,13 @@ SUITE_MODULE = "robens.evaluate.suite"
 # ---------------------------------------------------------------------------- trial state
 def suite_runner() -> Callable[..., Any] | None:
     """``run_suite`` of :data:`SUITE_MODULE` when that module exists, else ``None``."""
-    if SUITE_MODULE in sys.modules:
-        module = sys.modules[SUITE_MODULE]  # None: hidden on purpose
-    elif importlib.util.find_spec(SUITE_MODULE) is None:
+    if SUITE_MODULE in sys.modules and sys.modules[SUITE_MODULE] is None:
+        return None  # hidden on purpose
+    if SUITE_MODULE not in sys.modules and importlib.util.find_spec(SUITE_MODULE) is None:
         return None
-    else:
-        module = importlib.import_module(SUITE_MODULE)
-    return None if module is None else module.run_suite
+    # import_module, not sys.modules: recipe stages plan in threads, and import_module waits
+    # for a module another thread is still initialising instead of returning it half-built
+    return importlib.import_module(SUITE_MODULE).run_suite
 
 
 def suite_key(suite: str | dict[str, Any] | None) -> str | None:
