@@ -36,13 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import yaml
+from test_data import write_mnist_like as write_idx_dataset
 from typer.testing import CliRunner
-
-from robens.data.idx import write_idx
 
 QUICK = int(os.environ.get("ROBENS_FUZZ_CLI_CASES", "200"))
 LONG = 5000
@@ -125,13 +123,9 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- the world
-def write_mnist_like(folder: Path, n_train: int = 24, n_test: int = 12) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte",
-                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+def write_mnist_like(folder: Path) -> Path:
+    """Uncompressed IDX files of a tiny MNIST-like dataset (24 train / 12 test)."""
+    return write_idx_dataset(folder, 24, 12, gz=False)
 
 
 def build_world(root: Path) -> World:

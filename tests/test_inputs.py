@@ -8,13 +8,12 @@ import socket
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from test_data import write_mnist_like as write_idx_dataset
 from torch import nn
 
 from robens.cli import main
-from robens.data.idx import write_idx
 from robens.errors import CheckpointError, ConfigError, DatasetError, InputError
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
@@ -39,14 +38,9 @@ def assert_error(rc: int, err: str, *needles: str) -> None:
         assert n in err, (n, err)
 
 
-def write_mnist_like(folder: Path, n_train: int = 20, n_test: int = 10) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte",
-                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
-    return folder
+def write_mnist_like(folder: Path) -> Path:
+    """Uncompressed IDX files of a tiny MNIST-like dataset (20 train / 10 test)."""
+    return write_idx_dataset(folder, 20, 10, gz=False)
 
 
 @pytest.fixture(scope="module")
