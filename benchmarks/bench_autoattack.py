@@ -23,16 +23,15 @@ def main() -> None:
     ap.add_argument("checkpoint", nargs="?", default="runs/main/checkpoint.safetensors")
     ap.add_argument("--eps", type=float, default=0.1)
     ap.add_argument("--test-size", type=int, default=1000)
-    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--n-queries", type=int, default=5000)
     ap.add_argument("--skip-torchattacks", action="store_true")
     args = ap.parse_args()
 
     from robens.attacks import APGD, FGSM, PGD, AutoAttack
-    from robens.evaluate.attack import merge_stage_logs
     from robens.evaluate.clean import checkpoint_test_set
-    from robens.evaluate.engine import evaluate_attack
+    from robens.evaluate.engine import evaluate_attack, merge_stage_logs
     from robens.factory import load_ensemble
 
     model, meta = load_ensemble(args.checkpoint)
@@ -77,6 +76,8 @@ def main() -> None:
                 t_theirs += time.perf_counter() - t
                 with torch.no_grad():
                     rob.append((model(x).argmax(-1) == y) & (model(x_adv).argmax(-1) == y))
+        print(f"batch {bi + 1}/{len(batches)}: robens {t_ours:.1f} s, torchattacks"
+              f" {t_theirs:.1f} s so far", flush=True)
     robust = torch.cat([o.robust for o in outs])
     n = int(robust.numel())
     robust_accuracy = float(robust.double().mean())

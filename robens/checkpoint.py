@@ -1,12 +1,20 @@
-"""Checkpoints: one safetensors file holding tensors plus JSON metadata, written atomically.
+"""Checkpoints: safetensors files holding tensors plus JSON metadata, written atomically.
 
 Layout of a checkpoint file:
 
-* tensors ``model/<state_dict key>`` (the ensemble), ``optim/<param index>/<state key>``
-  (optimizer tensors), and any extra tensors a caller stores under its own prefix;
+* tensors ``model/<state_dict key>`` (the ensemble), and any extra tensors a caller stores
+  under its own prefix;
 * the safetensors header's metadata ``{"robens": <JSON>}`` with the config, seed, epoch,
-  optimizer hyper-parameters, training history, library versions and a SHA-256 digest of
-  the tensors and metadata, which :func:`load_checkpoint` verifies. Nothing is ever unpickled.
+  training history, library versions and a SHA-256 digest of the tensors and metadata, which
+  :func:`load_checkpoint` verifies. Nothing is ever unpickled.
+
+A training run keeps what only resuming needs (the optimizer's state ``optim/<param
+index>/<state key>``, a strategy's own tensors ``strategy/...`` and the optimizer's
+hyper-parameters) beside its checkpoint, in ``optimizer.safetensors``
+(:func:`save_training_checkpoint`): the same format with its own digest, bound to its
+checkpoint by the checkpoint's SHA-256, so the checkpoint itself is just the weights.
+Checkpoints written before that split hold ``optim/`` tensors themselves, and still resume
+(:func:`load_resume_state`).
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ from robens.utils import atomic_write_bytes, versions
 
 FORMAT = "robens-checkpoint"
 FORMAT_VERSION = 1
+#: the format of a run's resume state (:func:`save_training_checkpoint`)
+STATE_FORMAT = "robens-resume-state"
+#: the resume state's file, beside the checkpoint
+OPTIMIZER_NAME = "optimizer.safetensors"
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -77,11 +89,8 @@ def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_checkpoint(
-    path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
-) -> Path:
-    """Write tensors and metadata to ``path`` atomically; returns the path."""
-    path = Path(path)
+def _encode(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> tuple[bytes, str]:
+    """The safetensors blob of ``tensors`` and ``meta`` (digest added), and that digest."""
     clean = _unshared(tensors)
     meta = dict(meta)
     meta.setdefault("format", FORMAT)
@@ -89,9 +98,104 @@ def save_checkpoint(
     meta.setdefault("versions", versions())
     meta = json.loads(json.dumps(meta, default=str))  # exactly what will be read back
     meta["sha256"] = checkpoint_digest(clean, meta)
-    blob = st_save(clean, metadata={"robens": json.dumps(meta)})
-    atomic_write_bytes(path, blob)
+    return st_save(clean, metadata={"robens": json.dumps(meta)}), meta["sha256"]
+
+
+def save_checkpoint(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> Path:
+    """Write tensors and metadata to ``path`` atomically; returns the path."""
+    path = Path(path)
+    atomic_write_bytes(path, _encode(tensors, meta)[0])
     return path
+
+
+def _staged(state_path: Path) -> Path:
+    """Where the next resume state waits while its checkpoint is written."""
+    return state_path.with_name(f"{state_path.stem}.next{state_path.suffix}")
+
+
+def save_training_checkpoint(
+    path: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    state_tensors: dict[str, torch.Tensor],
+    state_meta: dict[str, Any],
+) -> Path:
+    """Write a training checkpoint (``tensors``: the weights) and, beside it in
+    :data:`OPTIMIZER_NAME`, its resume state (``state_tensors`` and the JSON ``state_meta``),
+    bound to the checkpoint by the checkpoint's SHA-256; returns the checkpoint's path.
+
+    Each file is written atomically, and a kill at any point leaves a pair that resumes: the
+    new state is written first under ``optimizer.next.safetensors``, then the checkpoint,
+    then the state is renamed into place (:func:`load_resume_state` finds it in either).
+    """
+    path = Path(path)
+    state_path = path.with_name(OPTIMIZER_NAME)
+    blob, sha = _encode(tensors, {**meta, "resume_state": state_path.name})
+    body = {**state_meta, "format": STATE_FORMAT, "checkpoint": path.name,
+            "checkpoint_sha256": sha}
+    staged = _staged(state_path)
+    atomic_write_bytes(staged, _encode(state_tensors, body)[0])
+    atomic_write_bytes(path, blob)
+    os.replace(staged, state_path)
+    return path
+
+
+def read_resume_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify an optimizer-state file (:data:`OPTIMIZER_NAME`) on its own; which
+    checkpoint it belongs to is its metadata's ``checkpoint_sha256``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"optimizer state not found: {path}")
+    return _load(path, STATE_FORMAT, "optimizer state")
+
+
+def load_resume_state(
+    path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The resume state (tensors, JSON) of the checkpoint at ``path``, already read as
+    ``tensors`` and ``meta``: its :data:`OPTIMIZER_NAME`, verified and refused unless it was
+    written with this very checkpoint; for a checkpoint written before the split, its own
+    non-``model/`` tensors and ``optimizer`` metadata.
+
+    Settles a save killed between its writes (the matching state is renamed into place, a
+    stale one removed), so call it only while holding the run's exclusive lock.
+    """
+    path = Path(path)
+    name = meta.get("resume_state")
+    if not name:
+        state = {k: v for k, v in tensors.items() if not k.startswith("model/")}
+        return state, {"optimizer": meta.get("optimizer", {})}
+    state_path = path.with_name(str(name))
+    staged = _staged(state_path)
+    problems: list[str] = []
+    for candidate in (staged, state_path):
+        if not candidate.is_file():
+            continue
+        try:
+            found, found_meta = read_resume_state(candidate)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            continue
+        if found_meta.get("checkpoint_sha256") != meta.get("sha256"):
+            problems.append(f"{candidate} was written with another checkpoint than {path}")
+            continue
+        if candidate == staged:
+            os.replace(staged, state_path)
+        elif staged.exists():
+            staged.unlink()
+        return found, found_meta
+    if not problems:
+        raise CheckpointError(
+            f"cannot resume {path}: its optimizer state {state_path} is missing (the"
+            " checkpoint's weights can still be evaluated; train into a new output directory)"
+        )
+    raise CheckpointError(
+        f"cannot resume {path} with a mismatched optimizer state: {'; '.join(problems)};"
+        f" restore the {state_path.name} saved with this checkpoint, or train into a new"
+        " output directory"
+    )
 
 
 def load_checkpoint(
@@ -103,12 +207,19 @@ def load_checkpoint(
         path = path / "checkpoint.safetensors"
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    return _load(path, FORMAT, "checkpoint", verify)
+
+
+def _load(
+    path: Path, fmt: str, what: str, verify: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify a robens safetensors file of format ``fmt`` (``what`` names it)."""
     data = path.read_bytes()
     try:
         tensors, metadata = read_safetensors(data)
     except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise CheckpointError(
-            f"{path} is not a readable robens checkpoint (truncated or corrupt): {exc}"
+            f"{path} is not a readable robens {what} (truncated or corrupt): {exc}"
         ) from None
     raw = metadata.get("robens")
     if raw is None:
@@ -117,8 +228,13 @@ def load_checkpoint(
         meta = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: corrupt metadata JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a robens checkpoint (format field missing)")
+    if isinstance(meta, dict) and meta.get("format") == STATE_FORMAT != fmt:
+        raise CheckpointError(
+            f"{path} holds a training run's optimizer state, not a {what}: give the"
+            f" {meta.get('checkpoint', 'checkpoint.safetensors')} beside it"
+        )
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise CheckpointError(f"{path} is not a robens {what} (format field missing)")
     if int(meta.get("format_version", -1)) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format version {meta.get('format_version')}; this robens reads"

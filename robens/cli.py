@@ -171,9 +171,17 @@ def run(
     """The main job: train (resuming if interrupted) -> evaluate -> report."""
     from robens.pipeline import default_suite, run_pipeline
 
-    cfg = build_train_config(config, {"out": out}, set_)
     suite = suite if suite is not None else default_suite(config)
-    run_pipeline(cfg, suite=suite, report=report, progress=progress and sys.stderr.isatty())
+    show = progress and sys.stderr.isatty()
+    from robens.job import load_job, run_job
+
+    job = load_job(config, out, set_)
+    if job is not None:
+
+        run_job(job, suite=suite, report=report, progress=show, source=str(config))
+        return
+    cfg = build_train_config(config, {"out": out}, set_)
+    run_pipeline(cfg, suite=suite, report=report, progress=show)
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -322,7 +330,7 @@ def sweep(
     grid: Path = typer.Argument(..., help="Sweep grid YAML (see configs/sweeps/)."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: local Ray)."),
     max_concurrent: int | None = typer.Option(None, help="Run at most N trials at once."),
-    backend: str = typer.Option("ray", help="ray | serial (in-process, one by one)."),
+    backend: str = typer.Option("ray", help="ray (robens[sweep]) | serial (in-process, no Ray)."),
     num_cpus: int | None = typer.Option(None, help="CPUs of the local Ray instance."),
     out: str | None = typer.Option(None, "--out", "-o", help="Override the grid's output_dir."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the trial table and exit."),
@@ -356,7 +364,7 @@ def reproduce(
     out: str | None = typer.Option(
         None, "--out", "-o", help="Output folder (default runs/reproduce/NAME/DATASET-SCALE)."
     ),
-    backend: str = typer.Option("ray", help="ray | serial (in-process, one by one)."),
+    backend: str = typer.Option("ray", help="ray (robens[sweep]) | serial (in-process, no Ray)."),
     address: str | None = typer.Option(None, help="Ray cluster address (default: local Ray)."),
     max_concurrent: int | None = typer.Option(None, help="Run at most N trials at once."),
     num_cpus: int | None = typer.Option(None, help="CPUs of the local Ray instance."),

@@ -15,6 +15,7 @@ from robens.checkpoint import load_checkpoint
 from robens.config import ExperimentConfig
 from robens.evaluate.clean import evaluate_clean_checkpoint
 from robens.evaluate.runner import run_suite
+from robens.evaluate.suite_config import SuiteConfig
 from robens.runinfo import record_invocation
 from robens.training import Trainer
 from robens.training.trainer import CHECKPOINT_NAME
@@ -54,7 +55,7 @@ def train_checkpoint(
 
 def run_pipeline(
     cfg: ExperimentConfig,
-    suite: str | Path | None = None,
+    suite: str | Path | SuiteConfig | None = None,
     report: bool = True,
     progress: bool = True,
     echo: Echo = print,
@@ -77,7 +78,7 @@ def run_pipeline(
         + ", ".join(f"{100 * a:.2f}%" for a in clean["members"])
     )
     if suite is not None:
-        echo(f"attack suite: {suite}")
+        echo(f"attack suite: {suite.name if isinstance(suite, SuiteConfig) else suite}")
         summary["suite"] = run_suite(ckpt, suite, out=run_dir, progress=progress, echo=echo,
                                      train_fn=train_checkpoint)
     if report:

@@ -15,15 +15,21 @@ from typing import Any
 
 from robens.errors import ConfigError
 
+#: how to install Ray, the optional ``sweep`` extra (its pin is in ``pyproject.toml``)
+INSTALL_HINT = 'pip install "robens[sweep]" (or pip install ray==2.60.0)'
+
 
 def import_ray() -> Any:
-    """The ``ray`` module; a clear :class:`ConfigError` when it is not installed."""
+    """The ``ray`` module; a clear :class:`ConfigError` when it is not installed.
+
+    Ray is an optional extra: nothing imports it at module level, and the serial backend
+    (``backend="serial"``, ``--backend serial``) runs sweeps and recipes without it."""
     try:
         import ray
     except ImportError:
         raise ConfigError(
-            "the ray backend needs Ray: pip install ray (or run with backend='serial' /"
-            " --backend serial)"
+            f"the ray backend needs Ray, an optional extra: {INSTALL_HINT}; or run the trials"
+            " in-process, one by one, without Ray: --backend serial (backend='serial')"
         ) from None
     return ray
 
@@ -90,11 +96,17 @@ def init_kwargs(
     num_cpus: int | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``ray.init`` arguments: quiet, no dashboard; a cluster ``address`` or local ``num_cpus``."""
+    """``ray.init`` arguments: quiet, no dashboard; a cluster ``address`` or local ``num_cpus``.
+
+    ``logging_level`` is that of the driver's ``ray`` logger: ``ERROR`` for the local instance
+    robens starts itself, whose start-up warnings (token authentication enabled by default,
+    ...) concern no choice of the user's; ``WARNING`` for a cluster given by ``address``, whose
+    warnings may. Errors reach the user either way, and ``ray.init`` raises on a failure."""
+    local = address in (None, "", "local")
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "log_to_driver": False,
-        "logging_level": logging.WARNING,
+        "logging_level": logging.ERROR if local else logging.WARNING,
     }
     if address:
         kwargs["address"] = address
@@ -124,4 +136,4 @@ def ray_session(
             ray.shutdown()
 
 
-__all__ = ["check_ray_target", "import_ray", "init_kwargs", "ray_session"]
+__all__ = ["INSTALL_HINT", "check_ray_target", "import_ray", "init_kwargs", "ray_session"]

@@ -43,7 +43,8 @@ SCHEMA_VERSION = 3
 #: fields that describe a result without telling two results apart (not in its identity): a
 #: later evaluation of a further-trained checkpoint of the same config replaces an earlier one
 DESCRIPTIVE_KEYS = frozenset({
-    "value", "versions", "warnings", "stages", "schema_version", "epoch", "complete",
+    "value", "versions", "warnings", "stages", "stages_by_aggregation", "schema_version",
+    "epoch", "complete",
     "seconds", "ci_low", "ci_high", "interval", "source_file", "surrogate_epoch",
     "surrogate_complete",
 })

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
 from robens.errors import RunLockedError
+
+#: what makes a subfolder another run, cleaned by its own lock holder: its lock while in use,
+#: the config every training run writes first
+NESTED_RUN_MARKS = (".lock", "config.yaml")
 
 
 class RunLock:
@@ -22,7 +27,17 @@ class RunLock:
     holder writes its pid into the file (a refused reader names it); readers write nothing. A
     reader of a folder where no lock file can be created (read-only) holds no lock: nothing can
     train there either.
+
+    A clean release removes the file: the exclusive holder unlinks it while still holding it,
+    and a reader does so when it can take the lock exclusively at release (it is the last
+    holder). A killed holder leaves it, unlocked, for the next one. Another process may have
+    opened the file just before it was unlinked: having locked it, it checks that the path
+    still names the file it locked (:meth:`_still_at_path`) and otherwise starts again.
     """
+
+    #: seconds a refused acquisition keeps retrying: long enough for a holder in the midst of
+    #: its release (locked, unlinking) to finish, short enough to refuse a live run at once
+    RETRY_SECONDS = 0.25
 
     def __init__(self, run_dir: str | os.PathLike, shared: bool = False) -> None:
         self.path = Path(run_dir) / ".lock"
@@ -30,25 +45,22 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = self._open()
-        if fd is None:
-            return
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip()
-            os.close(fd)
-            if self.shared:
-                raise RunLockedError(
-                    f"run directory {self.path.parent} is being written by"
-                    f" {holder or 'another process'} (training or an attack suite); wait for it"
-                    " to finish before evaluating it"
-                ) from None
-            raise RunLockedError(
-                f"run directory {self.path.parent} is in use by"
-                f" {holder or 'another process (an evaluation reading it)'}; wait for it to"
-                " finish or choose another output directory"
-            ) from None
+        deadline = time.monotonic() + self.RETRY_SECONDS
+        while True:
+            fd = self._open()
+            if fd is None:
+                return
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if self._still_at_path(fd) and time.monotonic() >= deadline:
+                    self._refuse(fd)
+                os.close(fd)
+                time.sleep(0.01)
+                continue
+            if self._still_at_path(fd):
+                break
+            os.close(fd)  # locked a file its last holder had just removed: start again
         self._fd = fd
         if self.shared:  # no writer holds it: a pid left by a killed one is stale
             try:
@@ -59,6 +71,30 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())
         self._remove_stale_temp_files()
+
+    def _still_at_path(self, fd: int) -> bool:
+        """Whether ``self.path`` still names the file open as ``fd`` (not removed, replaced)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _refuse(self, fd: int) -> None:
+        holder = os.read(fd, 64).decode(errors="replace").strip()
+        os.close(fd)
+        if self.shared:
+            raise RunLockedError(
+                f"run directory {self.path.parent} is being written by"
+                f" {holder or 'another process'} (training or an attack suite); wait for it"
+                " to finish before evaluating it"
+            ) from None
+        raise RunLockedError(
+            f"run directory {self.path.parent} is in use by"
+            f" {holder or 'another process (an evaluation reading it)'}; wait for it to"
+            " finish or choose another output directory"
+        ) from None
 
     def _open(self) -> int | None:
         if not self.shared:
@@ -74,11 +110,12 @@ class RunLock:
     def _remove_stale_temp_files(self) -> None:
         """Temp files (``.*.tmp``) of atomic writes killed mid-way, in the run folder and its
         subfolders (``suite/units/``, ``surrogates/``, ...); only the exclusive holder writes
-        there. A subfolder with its own ``.lock`` is another run (a surrogate, a sweep's trial):
-        its holder cleans it, so it is skipped."""
+        there. A subfolder that is another run (a surrogate, a sweep's trial: it holds a
+        ``.lock`` while in use, a ``config.yaml`` once trained) is skipped: its holder cleans it."""
         root = self.path.parent
         for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if not os.path.exists(os.path.join(folder, d, ".lock"))]
+            dirs[:] = [d for d in dirs if not any(os.path.exists(os.path.join(folder, d, mark))
+                                                  for mark in NESTED_RUN_MARKS)]
             for name in files:
                 if name.startswith(".") and name.endswith(".tmp"):
                     try:
@@ -87,12 +124,28 @@ class RunLock:
                         pass
 
     def release(self) -> None:
-        if self._fd is not None:
-            if not self.shared:  # the pid names the holder only while it holds the lock
-                os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        """Unlock and, where this holder is the last one, remove the lock file (see the class)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            last = not self.shared
+            if self.shared:  # the last reader? (converting may drop the shared lock: released)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    last = True
+                except BlockingIOError:
+                    pass
+            if last:
+                try:
+                    if self._still_at_path(fd):
+                        os.unlink(self.path)
+                except OSError:  # cannot remove it (read-only folder): leave it empty
+                    if not self.shared:  # the pid names the holder only while it holds it
+                        os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> RunLock:
         self.acquire()

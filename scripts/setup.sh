@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for robens: a virtual environment with the pinned CPU torch (installed
-# first, so nothing pulls CUDA wheels), the package with its test extra, and the Debian
-# Fashion-MNIST package where apt is available. Safe to run again.
+# first, so nothing pulls CUDA wheels), the package with its test and sweep (Ray) extras, and
+# the Debian Fashion-MNIST package where apt is available. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${ROBENS_VENV:-.venv}
-EXTRAS=${ROBENS_EXTRAS:-test}
+EXTRAS=${ROBENS_EXTRAS:-test,sweep}
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"

@@ -73,9 +73,14 @@ def test_registry():
 # ------------------------------------------------------------------ recipes
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_recipes_validate(path):
-    cfg = load_config(path)
-    parse_objective(cfg.objective, cfg.terms)
-    assert cfg.data.dataset == "fashion-mnist"
+    from robens.config import load_yaml
+    from robens.job import ensemble_configs, is_job
+
+    data = load_yaml(path)
+    cfgs = list(ensemble_configs(data, str(path)).values()) if is_job(data) else [load_config(path)]
+    for cfg in cfgs:  # a job (configs/main.yaml): each of its ensembles
+        parse_objective(cfg.objective, cfg.terms)
+        assert cfg.data.dataset == "fashion-mnist"
 
 
 def test_recipes_cover_every_method():

@@ -202,3 +202,28 @@ def test_default_suite_of_a_config(tmp_path):
     assert default_suite(configs / "main.yaml") == configs / "suites" / "main.yaml"
     assert default_suite(tmp_path / "other.yaml") is None
     load_suite(default_suite(configs / "main.yaml"))  # the main suite validates
+
+
+def test_autoattack_units_record_their_stages_and_the_report_shows_them(ckpt, tmp_path):
+    """A suite's AutoAttack unit keeps the cascade's per-stage log (``stages``; adaptive:
+    ``stages_by_aggregation``): the last stage's robust accuracy is the record's, and the
+    report prints a stage table."""
+    from robens.report import build_report
+
+    aa = {"attack": "autoattack", "eps": [0.1], "masking_checks": False,
+          "params": {"steps": 3, "n_target_classes": 2, "n_queries": 10}}
+    suite = {"test_size": 40, "batch_size": 20, "seed": 0,
+             "attacks": [{**aa, "adaptive": False}, {**aa, "name": "aa-adaptive"}]}
+    out = tmp_path / "out"
+    recs = run_suite(ckpt, suite, out=out, progress=False, echo=quiet)["records"]
+    rob = [r for r in recs if r["metric"] == "robust_accuracy" and r.get("member") is None]
+    plain = next(r for r in rob if r["combine_attack"] != "adaptive")
+    adaptive = next(r for r in rob if r["combine_attack"] == "adaptive")
+    assert [s["stage"] for s in plain["stages"]] == ["clean", "apgd-ce", "apgd-t", "square"]
+    assert plain["stages"][0]["robust_accuracy"] == pytest.approx(plain["clean_accuracy"])
+    assert plain["stages"][-1]["robust_accuracy"] == pytest.approx(plain["value"])
+    logs = adaptive["stages_by_aggregation"]
+    assert set(logs) <= {"logits", "probs", "loss"} and "logits" in logs
+    assert [s["stage"] for s in logs["logits"]] == ["clean", "apgd-ce", "apgd-t", "square"]
+    page = build_report(out, tmp_path / "report").read_text()
+    assert "stages (n = 40)" in page and "stages per aggregation" in page

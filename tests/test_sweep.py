@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robens.checkpoint import load_checkpoint
+from robens.checkpoint import load_checkpoint, read_resume_state
 from robens.cli import main
 from robens.errors import ConfigError
 from robens.sweep import (
@@ -225,7 +225,7 @@ def test_ray_runner_caps_concurrency_and_owns_its_instance(monkeypatch):
     assert "num_cpus" not in fake.init_kwargs  # a cluster has its own
 
 
-def test_tiny_sweep_on_local_ray_then_resume_skips_both(tmp_path):
+def test_tiny_sweep_on_local_ray_then_resume_skips_both(tmp_path, capfd):
     ray = pytest.importorskip("ray")
     grid = tiny_grid(tmp_path)
     try:
@@ -235,6 +235,8 @@ def test_tiny_sweep_on_local_ray_then_resume_skips_both(tmp_path):
     finally:
         if ray.is_initialized():
             ray.shutdown()
+    err = capfd.readouterr().err
+    assert "WARNING" not in err, err  # Ray's start-up warnings stay off the terminal
     plan = res.plan
     ids = [t.id for t in plan.trials]
     assert sorted(res.ran) == sorted(ids) and res.skipped == [] and res.failed == {}
@@ -361,6 +363,8 @@ def _check_files_whole(root: Path) -> None:
             assert rows and all(len(r) == len(rows[0]) for r in rows), path
         elif path.suffix == ".yaml":
             yaml.safe_load(path.read_text())
+        elif path.name.startswith("optimizer") and path.suffix == ".safetensors":
+            read_resume_state(path)  # a checkpoint's optimizer state (or the next one)
         elif path.suffix == ".safetensors":
             load_checkpoint(path)
 

@@ -45,7 +45,7 @@ from robens.evaluate.clean import (
     subset_seed,
     unfinished_warning,
 )
-from robens.evaluate.engine import evaluate_attack
+from robens.evaluate.engine import evaluate_attack, merge_stage_logs
 from robens.evaluate.storage import slug
 from robens.factory import load_ensemble
 from robens.progress import Progress
@@ -68,21 +68,6 @@ UAP_FIT_SIZE = 2000
 UAP_PARAMS: dict[str, Any] = {"iterations": 20, "seeds": 3, "batch_size": 200}
 #: attacks whose masking checks skip the "run it again" check (randomized or cascades)
 _NO_REPEAT = ("uap", "apgd", "apgd_t", "square", "autoattack")
-
-
-def merge_stage_logs(logs: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    """Per-batch stage logs ``[(batch size, log)]`` of a cascade as one log over all images."""
-    n = sum(b for b, _ in logs)
-    out = []
-    for i, first in enumerate(logs[0][1]):
-        out.append({
-            "stage": first["stage"],
-            "robust_accuracy": sum(b * log[i]["robust_accuracy"] for b, log in logs) / n,
-            "n_attacked": sum(log[i]["n_attacked"] for _, log in logs),
-            "n_broken": sum(log[i]["n_broken"] for _, log in logs),
-            "seconds": round(sum(log[i]["seconds"] for _, log in logs), 3),
-        })
-    return out
 
 
 def record_filename(fields: dict[str, Any]) -> str:

@@ -245,6 +245,7 @@ def evaluate_adaptive(
             atk.early_exit = True
     per: dict[str, list[torch.Tensor]] = {k: [] for k in ("y", "clean", "adv", "norm", "by")}
     advs: list[torch.Tensor] = []
+    stage_logs: dict[str, list[tuple[int, list[dict[str, Any]]]]] = {a: [] for a in aggregations}
     with eval_mode(target):
         for bi, (x, y) in enumerate(_items(batches, track)):
             x, y = x.to(dev), y.to(dev)
@@ -260,6 +261,8 @@ def evaluate_adaptive(
                 result = atk.run(x[idx], y[idx])
                 if ai == 0 and on_batch is not None:
                     on_batch(bi, x, y, result)
+                if result.info.get("stages"):
+                    stage_logs[aggregations[ai]].append((int(idx.numel()), result.info["stages"]))
                 broken = _predict(target, result.x_adv.to(dev)) != y[idx]
                 # the first aggregation fills every sample; later ones replace what they break
                 src = torch.ones_like(broken) if ai == 0 else broken
@@ -286,4 +289,22 @@ def evaluate_adaptive(
     out.info["aggregations"] = list(aggregations)
     out.info["broken_by"] = by_all
     out.info["broken_counts"] = {a: int((by_all == i).sum()) for i, a in enumerate(aggregations)}
+    logs = {a: merge_stage_logs(v) for a, v in stage_logs.items() if v}
+    if logs:  # a cascade (AutoAttack) per aggregation, over the images that aggregation attacked
+        out.info["stages_by_aggregation"] = logs
+    return out
+
+
+def merge_stage_logs(logs: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """Per-batch stage logs ``[(batch size, log)]`` of a cascade as one log over all images."""
+    n = sum(b for b, _ in logs)
+    out = []
+    for i, first in enumerate(logs[0][1]):
+        out.append({
+            "stage": first["stage"],
+            "robust_accuracy": sum(b * log[i]["robust_accuracy"] for b, log in logs) / max(n, 1),
+            "n_attacked": sum(log[i]["n_attacked"] for _, log in logs),
+            "n_broken": sum(log[i]["n_broken"] for _, log in logs),
+            "seconds": round(sum(log[i]["seconds"] for _, log in logs), 3),
+        })
     return out

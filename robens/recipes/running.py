@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from robens.raysession import ray_session
+from robens.raysession import import_ray, ray_session
 from robens.recipes.planning import RecipePlan, StagePlan, plan_recipe, waves
 from robens.recipes.results import build_report, write_summary
 from robens.stats import verdict_of
@@ -116,6 +116,8 @@ def run_recipe(
     :func:`robens.sweep.run_sweep`.
     """
     say = echo or (lambda _m: None)
+    if backend == "ray":
+        import_ray()  # an optional extra: a clear error (how to install it) before any work
     plan = (recipe if isinstance(recipe, RecipePlan)
             else plan_recipe(recipe, scale, dataset, output_dir, overrides))
     if gpus_per_trial is None and backend == "ray":

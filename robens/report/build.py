@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import robens
+from robens.report.comparison import paired_tables
 from robens.report.figures import draw_figures
 from robens.report.listing import records_table
 from robens.report.provenance import Provenance, provenance
@@ -133,6 +134,7 @@ def build_report(
     published = published_tables(runs)
     stages = stage_tables(runs)
     members = member_tables(runs)
+    paired = paired_tables(runs)
     prov = provenance(runs)
     warnings = _warnings(runs)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -146,6 +148,9 @@ def build_report(
         _table_html(summary),
         _table_html(listing),
     ]
+    if paired:
+        body.append('<h2 id="paired">Paired comparison</h2>')
+        body.extend(_table_html(t) for t in paired)
     if members:
         body.append("<h2>Members</h2>")
         body.extend(_table_html(t) for t in members)
@@ -182,6 +187,10 @@ def build_report(
 
     md = ["# robens report", "", f"{len(runs)} run(s) from {sources}; built {stamp}.", "",
           _table_md(summary), "", _table_md(listing), ""]
+    if paired:
+        md += ["## Paired comparison", ""]
+        for t in paired:
+            md += [_table_md(t), ""]
     if members:
         md += ["## Members", ""]
         for t in members:

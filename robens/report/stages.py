@@ -35,6 +35,21 @@ def stage_tables(runs: list[Run]) -> list[Table]:
                     " before it; robust % counts images correct clean and under every stage,"
                     " of the n images in the title; the interval is Wilson's.",
                 ))
+            by_agg = r.get("stages_by_aggregation")
+            if isinstance(by_agg, dict) and by_agg:
+                rows = [[str(agg), str(s.get("stage")), str(s.get("n_attacked")),
+                         str(s.get("n_broken")), f"{float(s.get('seconds') or 0):.1f}"]
+                        for agg, log in by_agg.items() if isinstance(log, list) for s in log]
+                out.append(Table(
+                    f"{run.label}: {r.get('attack')} eps={float(r.get('eps', 0)):g} stages per"
+                    f" aggregation (adaptive, n = {r.get('n')})",
+                    ["aggregation", "stage", "attacked", "broken", "seconds"], rows,
+                    note="The cascade ran under each aggregation of the members in turn, each"
+                    " on the images the earlier aggregations left robust; within it each stage"
+                    " attacks the images still robust after the ones before it. Broken counts"
+                    " the attacker's own aggregated model; the table above counts the images"
+                    " the defender's ensemble gets wrong.",
+                ))
             broken = r.get("broken_by")
             if isinstance(broken, dict) and broken:
                 order = ["logits", "probs", "loss"]

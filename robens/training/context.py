@@ -74,9 +74,10 @@ class BatchAugment:
 class StrategyContext:
     """Everything a strategy may use; the config is read-only (completed by validation).
 
-    ``optimizer`` is the trainer's optimizer over all ensemble parameters (saved in every
-    checkpoint under ``optim/``); ``make_optimizer(params)`` builds another one from the same
-    config. ``member_specs`` are the members' build specs (one per member).
+    ``optimizer`` is the trainer's optimizer over all ensemble parameters (saved with every
+    checkpoint, under ``optim/`` in the run's ``optimizer.safetensors``);
+    ``make_optimizer(params)`` builds another one from the same config. ``member_specs`` are
+    the members' build specs (one per member).
     """
 
     config: ExperimentConfig

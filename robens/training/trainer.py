@@ -11,6 +11,11 @@ folder, threads, device, evaluation batch size and test size may change, and
 not depend on the run's length (:func:`robens.training.schedules.length_change_error`). A
 finished run extended with ``soft_voting: val_accuracy`` trains on with the configured weights
 (as an uninterrupted run would) and votes again at its new end.
+
+A run folder holds ``checkpoint.safetensors`` (the weights and metadata: all that evaluation
+reads) and ``optimizer.safetensors`` (the optimizer's and the strategy's state, bound to that
+checkpoint; :func:`robens.checkpoint.save_training_checkpoint`). A finished run keeps both, so
+it can be extended; deleting the optimizer file of a finished run only rules that out.
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ import torch
 
 from robens.checkpoint import (
     load_checkpoint,
+    load_resume_state,
     module_from_tensors,
     module_to_tensors,
     optimizer_from_tensors,
     optimizer_to_tensors,
-    save_checkpoint,
+    save_training_checkpoint,
     split_prefix,
 )
 from robens.config import ExperimentConfig, dump_config, validate_config
@@ -244,10 +250,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, complete: bool = False) -> Path:
-        tensors = module_to_tensors(self.ensemble)
+        """The checkpoint (the weights and metadata) and, beside it in ``optimizer.safetensors``,
+        what only resuming needs: the optimizer's state and the strategy's own tensors."""
         opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
-        tensors.update(opt_tensors)
-        tensors.update({f"strategy/{k}": v for k, v in self.strategy.state_tensors().items()})
+        state = dict(opt_tensors)
+        state.update({f"strategy/{k}": v for k, v in self.strategy.state_tensors().items()})
         meta = {
             "kind": "ensemble",
             "config": self.cfg.to_dict(),
@@ -259,7 +266,6 @@ class Trainer:
             "complete": complete,
             "history": self.state.history,
             "skipped_batches": self.state.skipped_batches,
-            "optimizer": opt_meta,
             "strategy": self.strategy.state_meta(),
             "model": ensemble_meta(self.ensemble, self.member_specs),
             "dataset": {
@@ -271,7 +277,8 @@ class Trainer:
             },
             "versions": versions(),
         }
-        path = save_checkpoint(self.checkpoint_path, tensors, meta)
+        path = save_training_checkpoint(self.checkpoint_path, module_to_tensors(self.ensemble),
+                                        meta, state, {"optimizer": opt_meta})
         atomic_write_json(self.run_dir / "history.json", self.state.history)
         return path
 
@@ -283,8 +290,14 @@ class Trainer:
         self._check_resume(meta)
         configured = self.ensemble.weights.clone()
         module_from_tensors(self.ensemble, tensors, "model")
-        optimizer_from_tensors(self.optimizer, tensors, meta["optimizer"])
-        self.strategy.load_state(split_prefix(tensors, "strategy"), meta.get("strategy", {}))
+        done = bool(meta.get("complete")) and int(meta["epoch"]) == self.cfg.training.epochs
+        # a finished run with nothing more to train needs no optimizer state (its file may be
+        # gone); every other resume does, and refuses one written with another checkpoint
+        state, state_meta = ({}, {}) if done else load_resume_state(
+            self.checkpoint_path, tensors, meta)
+        if not done:
+            optimizer_from_tensors(self.optimizer, state, state_meta["optimizer"])
+        self.strategy.load_state(split_prefix(state, "strategy"), meta.get("strategy", {}))
         self.state = TrainState(
             epoch=int(meta["epoch"]),
             global_step=int(meta["global_step"]),

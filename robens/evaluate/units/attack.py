@@ -23,7 +23,13 @@ from pydantic import Field, field_validator, model_validator
 
 from robens.attacks import attack_parameters, canonical_attack_name, gradient_masking_checks
 from robens.errors import InputError
-from robens.evaluate.engine import Outcome, Precomputed, evaluate_adaptive, evaluate_attack
+from robens.evaluate.engine import (
+    Outcome,
+    Precomputed,
+    evaluate_adaptive,
+    evaluate_attack,
+    merge_stage_logs,
+)
 from robens.evaluate.transfer_cache import TransferCache, cache_key, data_digest
 from robens.evaluate.units.base import FloatList, Records, Strict, UnitContext, register_unit
 
@@ -196,21 +202,25 @@ def square_check(
     ctx: UnitContext, entry: AttackEntry, eps: float, batches: list, out: Outcome,
     extra: dict[str, Any],
 ) -> list[str]:
-    """Square (queries only) on the first ``masking_samples`` images at the same eps: the
-    samples it breaks that the gradient attack left robust (``extra["square_check"]``)."""
+    """Square (queries only) at the same eps on the images of the first ``masking_samples``
+    that the gradient attack left robust: how many of them it breaks
+    (``extra["square_check"]``). The images the gradient attack broke cannot be flagged, so
+    they are not queried (Square's cost is its queries: a forward of every image per query)."""
     norm = entry.params.get("norm", "linf")
     if "eps" not in attack_parameters(entry.attack) or norm not in ("linf", "l2") or eps <= 0:
         return []
     x, y = batches[0]
     k = min(entry.masking_samples, y.shape[0])
-    x, y = x[:k].to(ctx.device), y[:k].to(ctx.device)
-    square = ctx.build_attack("square", ctx.model, eps, None,
-                              {"norm": norm, "n_queries": entry.square_queries})
-    with torch.no_grad():
-        broken = ctx.model(square(x, y)).argmax(-1).cpu() != y.cpu()
-    only_square = int((broken & out.robust[:k]).sum())
+    keep = out.robust[:k].cpu()
+    x, y = x[:k][keep].to(ctx.device), y[:k][keep].to(ctx.device)
+    only_square = 0
+    if y.numel():
+        square = ctx.build_attack("square", ctx.model, eps, None,
+                                  {"norm": norm, "n_queries": entry.square_queries})
+        with torch.no_grad():
+            only_square = int((ctx.model(square(x, y)).argmax(-1) != y).sum())
     extra["square_check"] = {"n": k, "queries": entry.square_queries,
-                             "square_broken": int(broken.sum()), "square_only": only_square}
+                             "attacked": int(y.numel()), "square_only": only_square}
     if only_square:
         return [f"Square ({entry.square_queries} queries, no gradients) breaks {only_square} of"
                 f" {k} images that {entry.attack} left robust at eps={eps:g}: the gradients"
@@ -244,8 +254,12 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
     fill_cache = cache is not None and cached is None
     warnings: list[str] = []
 
+    stage_logs: list[tuple[int, list[dict[str, Any]]]] = []
+
     def first_batch_checks(i: int, x: torch.Tensor, y: torch.Tensor, result: Any) -> None:
         nonlocal warnings
+        if not adaptive and result.info.get("stages"):  # a cascade's per-stage log
+            stage_logs.append((int(y.shape[0]), result.info["stages"]))
         if i == 0 and entry.threat == "white_box" and entry.masking_checks:
             k = min(entry.masking_samples, x.shape[0])
             warnings = _masking(ctx, x[:k], y[:k], result.select(slice(0, k)), eps, entry)
@@ -263,6 +277,8 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
             early_exit=early,
         )
         extra["broken_by"] = out.info["broken_counts"]
+        if out.info.get("stages_by_aggregation"):
+            extra["stages_by_aggregation"] = out.info["stages_by_aggregation"]
     else:
         out = evaluate_attack(
             ctx.model, build(combine), batches, device=ctx.device,
@@ -271,6 +287,8 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
             on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
             early_exit=early,
         )
+    if stage_logs:
+        extra["stages"] = merge_stage_logs(stage_logs)
     if white and entry.square_check and entry.masking_checks:
         warnings += square_check(ctx, entry, eps, batches, out, extra)
     if fill_cache:
