@@ -65,7 +65,7 @@ _MASKING_SAMPLES = 64
 #: ``--attack uap`` by default = the universal entry of configs/suites/main.yaml (SGD-UAP fitted
 #: on 2,000 seeded training images; tests/test_cli_progress.py keeps the two equal)
 UAP_FIT_SIZE = 2000
-UAP_PARAMS: dict[str, Any] = {"iterations": 20, "seeds": 3, "batch_size": 200}
+UAP_PARAMS: dict[str, Any] = {"iterations": 10, "seeds": 3, "batch_size": 200}
 #: attacks whose masking checks skip the "run it again" check (randomized or cascades)
 _NO_REPEAT = ("uap", "apgd", "apgd_t", "square", "autoattack")
 

@@ -4,9 +4,9 @@ Where two runs were attacked by the same suite unit with per-sample outcomes sto
 (``per_sample: true``: ``suite/samples/<unit>.npz``), each attack row compares the runs image by
 image on the images both were attacked on: accuracy of each, the difference with a 95% paired
 bootstrap interval, the images robust for one run only, and the two-sided McNemar exact p-value
-(:func:`robens.stats.paired_comparison`). Transfer and universal units attack both runs with the
-same adversarial images (the examples are crafted on the surrogate, or the perturbation fitted,
-once); white-box units attack the same clean images, each run with its own adversarial ones.
+(:func:`robens.stats.paired_comparison`). Transfer units attack both runs with the same
+adversarial images (crafted once, on the surrogate); white-box and universal units attack the
+same clean images, each run with its own adversarial images (a UAP is fitted on each run).
 The first run (the report's order) is the reference; a difference counts as significant at
 ``0.05 / k`` over the table's ``k`` rows (Bonferroni).
 """
@@ -120,8 +120,8 @@ def paired_tables(runs: list[Run]) -> list[Table]:
                 " attacked on). Difference = second minus first, with a 95% paired bootstrap"
                 " interval; p: McNemar's exact two-sided test on the images where the runs"
                 f" disagree; significant: p below {ALPHA} divided by the {k} rows (Bonferroni)."
-                " Transfer and universal rows use the same adversarial images for both runs;"
-                " white-box rows the same clean images, each attacked on its own run."
+                " Transfer rows use the same adversarial images for both runs; white-box and"
+                " universal rows the same clean images, each attacked on its own run."
             ),
         ))
     return tables
