@@ -52,6 +52,12 @@ def _rate(success: torch.Tensor) -> float:
     return float(success.float().mean()) if success.numel() else 0.0
 
 
+#: attacks whose masking checks skip the "run it again" check: randomized searches and
+#: cascades, whose rerun costs as much as the attack and says nothing a gradient attack's does
+#: not (the suite and ``robens attack`` alike)
+NO_REPEAT = ("uap", "apgd", "apgd_t", "square", "autoattack")
+
+
 def gradient_masking_checks(
     model: ModelLike,
     x: torch.Tensor,

@@ -36,6 +36,7 @@ from robens.attacks import (
     gradient_masking_checks,
     uap_metrics,
 )
+from robens.attacks.masking import NO_REPEAT
 from robens.data import load_dataset
 from robens.errors import InputError
 from robens.evaluate.clean import (
@@ -66,8 +67,6 @@ _MASKING_SAMPLES = 64
 #: on 2,000 seeded training images; tests/test_cli_progress.py keeps the two equal)
 UAP_FIT_SIZE = 2000
 UAP_PARAMS: dict[str, Any] = {"iterations": 10, "seeds": 3, "batch_size": 200}
-#: attacks whose masking checks skip the "run it again" check (randomized or cascades)
-_NO_REPEAT = ("uap", "apgd", "apgd_t", "square", "autoattack")
 
 
 def record_filename(fields: dict[str, Any]) -> str:
@@ -294,7 +293,7 @@ def _attack_checkpoint(
     if first and threat == ThreatModel.WHITE_BOX.value:
         x0, y0, r0 = first[0]
         k = min(_MASKING_SAMPLES, x0.shape[0])
-        repeat = name not in _NO_REPEAT
+        repeat = name not in NO_REPEAT
         warnings += gradient_masking_checks(
             model, x0[:k], y0[:k], r0.select(slice(0, k)), repeat=repeat
         )

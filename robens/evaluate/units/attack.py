@@ -22,6 +22,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from robens.attacks import attack_parameters, canonical_attack_name, gradient_masking_checks
+from robens.attacks.masking import NO_REPEAT
 from robens.errors import InputError
 from robens.evaluate.engine import (
     Outcome,
@@ -122,7 +123,8 @@ def _masking(ctx: UnitContext, x, y, result, eps: float, entry: AttackEntry) -> 
         return gradient_masking_checks(
             ctx.model, x, y, result,
             surrogate=ctx.surrogates.first() if entry.masking_surrogate else None,
-            spsa_eps=eps if entry.spsa_check else None, repeat=True,
+            spsa_eps=eps if entry.spsa_check else None,
+            repeat=canonical_attack_name(entry.attack) not in NO_REPEAT,
         )
     except InputError as exc:  # a check that does not apply to this attack
         return [f"gradient-masking checks not run: {exc}"]
