@@ -90,6 +90,14 @@ def make_attack(name: str, model, eps: float, **extra) -> Attack:
         kw.update(steps=2, nb_samples=4)
     if name == "uap":
         kw.update(iterations=3)
+    if name in ("apgd", "apgd_t"):
+        kw["steps"] = 5
+    if name == "apgd_t":
+        kw["n_target_classes"] = 2
+    if name == "square":
+        kw["n_queries"] = 50
+    if name == "autoattack":
+        kw.update(steps=5, n_target_classes=2, n_queries=20)
     kw.update(extra)
     return build_attack(name, model, **kw)
 

@@ -77,4 +77,11 @@ def test_every_config_file_is_valid():
     for f in files:
         if "suite" in f.name or f.parent.name in ("suites", "sweeps", "reproduce"):
             continue
-        load_config(f)
+        from robens.config import load_yaml
+        from robens.job import ensemble_configs, is_job
+
+        data = load_yaml(f)
+        if is_job(data):  # configs/main.yaml: a job of several ensembles, each validated
+            ensemble_configs(data, str(f))
+        else:
+            load_config(f)
