@@ -52,3 +52,19 @@ def one_thread_module():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def interrupt_at_epoch(monkeypatch, epoch: int):
+    """Make ``Trainer.run_epoch`` raise ``KeyboardInterrupt`` at ``epoch`` (0-based) — a kill
+    mid-run — and return the original method, to restore with ``monkeypatch.setattr``."""
+    from robens.training import Trainer
+
+    original = Trainer.run_epoch
+
+    def killed(self, e):
+        if e == epoch:
+            raise KeyboardInterrupt
+        return original(self, e)
+
+    monkeypatch.setattr(Trainer, "run_epoch", killed)
+    return original

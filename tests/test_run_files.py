@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 import yaml
+from conftest import interrupt_at_epoch
 
 from robens.checkpoint import (
     OPTIMIZER_NAME,
@@ -73,14 +74,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_weights_and_optimizer(
     tmp_path, monkeypatch
 ):
     fit(tiny(tmp_path, "ref", **{"training.epochs": 3}))
-    original = Trainer.run_epoch
-
-    def killed_in_epoch_3(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "run_epoch", killed_in_epoch_3)
+    original = interrupt_at_epoch(monkeypatch, 2)  # killed in epoch 3
     with pytest.raises(KeyboardInterrupt):
         fit(tiny(tmp_path, **{"training.epochs": 3}))
     run = tmp_path / "run"
