@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import interrupt_at_epoch
 from torch import nn
 from torch.nn import functional as F
 
@@ -312,14 +313,7 @@ def test_strategy_resume_equals_uninterrupted_and_layers_follow_the_seed(tmp_pat
     assert layers == {str(e + 1): draw_layer(3, e, cands) for e in range(3)}
 
     cfg = dverge_config(tmp_path / "b", **over)
-    original = Trainer.run_epoch
-
-    def killed_in_epoch_3(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "run_epoch", killed_in_epoch_3)
+    original = interrupt_at_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, progress=False, echo=None).fit()
     monkeypatch.setattr(Trainer, "run_epoch", original)

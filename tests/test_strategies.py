@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import interrupt_at_epoch
 from torch import nn
 
 from robens.config import AdversarialConfig, load_config, validate_config
@@ -163,14 +164,7 @@ def test_snapshot_takes_one_member_per_cycle_and_resumes(tmp_path, monkeypatch):
     # interrupted after epoch 1, then resumed: the same final weights as the uninterrupted run
     cfg = config(**snapshot_overrides())
     t2 = Trainer(cfg, run_dir=tmp_path / "snap2", progress=False, echo=None)
-    original = Trainer.run_epoch
-
-    def stop_at_second(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "run_epoch", stop_at_second)
+    original = interrupt_at_epoch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         t2.fit()
     monkeypatch.setattr(Trainer, "run_epoch", original)

@@ -13,6 +13,7 @@ import numpy as np
 from robens.config import ExperimentConfig
 from robens.objectives.base import objective_weights
 from robens.records import RecordSelection, clean_record
+from robens.samples import sample_outcomes
 
 
 class RecipeInfo(Protocol):
@@ -102,16 +103,7 @@ class TrialView(RecordSelection):
         Correct = classified correctly attacked and, except for universal perturbations
         (whose accuracy counts every image), also clean, as the record's value does;
         ``clean=True``: correct on the clean images."""
-        unit = None if record is None else record.get("unit")
-        path = self.run_dir / "suite" / "samples" / f"{unit}.npz"
-        if record is None or not unit or not path.is_file():
-            return None
-        with np.load(path, allow_pickle=False) as z:
-            label, adv = z["label"], z["pred_adv"]
-            ok = (z["pred_clean"] if clean else adv) == label
-            if not clean and record.get("threat_model") != "universal":
-                ok &= z["pred_clean"] == label
-            return z["index"].astype(np.int64), ok
+        return sample_outcomes(self.run_dir, record, clean)
 
 
 __all__ = ["PlanInfo", "RecipeInfo", "TrialView"]

@@ -14,7 +14,6 @@ The first run (the report's order) is the reference; a difference counts as sign
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from robens.report.intervals import settings
 from robens.report.runs import Run
 from robens.report.tables import Table, pct
+from robens.samples import sample_outcomes
 from robens.stats import ALPHA, paired_comparison
 
 THREATS = {"white_box": "white-box", "transfer": "transfer", "universal": "universal"}
@@ -30,21 +30,10 @@ THREATS = {"white_box": "white-box", "transfer": "transfer", "universal": "unive
 
 def outcomes(run: Run, rec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     """``(dataset index, robust)`` per image of an attack record (``None`` when its unit stored
-    no per-sample arrays): robust = correct on the clean and on the adversarial image, except
-    for universal perturbations, whose accuracy counts every image, as the record's value does."""
-    unit = rec.get("unit")
-    if not unit:
-        return None
-    path = Path(run.run_dir) / "suite" / "samples" / f"{unit}.npz"
-    if not path.is_file():
-        return None
+    no per-sample arrays or they cannot be read): robust as the record's value counts it
+    (:func:`robens.samples.sample_outcomes`)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            label, adv, clean = z["label"], z["pred_adv"], z["pred_clean"]
-            ok = adv == label
-            if rec.get("threat_model") != "universal":
-                ok &= clean == label
-            return z["index"].astype(np.int64), ok
+        return sample_outcomes(run.run_dir, rec)
     except (OSError, ValueError, KeyError):
         return None
 
