@@ -15,9 +15,7 @@ its white-box attack success rate per (attack, eps) cell, a two-sided permutatio
 
 from __future__ import annotations
 
-import torch
-
-from robens.stats import Finding, claim_verdict, spearman_permutation
+from robens.stats import Finding, claim_verdict, spearman_permutation, spearman_untied_p
 
 #: docs/results.md, GDR quick run: GDR, then ASR % for FGSM, PGD, MI-FGSM at eps .03/.06/.09
 QUICK = """
@@ -38,16 +36,6 @@ CONFIRM = dict(zip(CELLS, (0.83, 0.83, 0.94, 0.62, 0.75, 0.76, 0.68, 0.81, 0.87)
 TEST = "Spearman rho, permutation test (two-sided)"
 
 
-def permutation_p(rho: float, n: int, perms: int = 100_000, seed: int = 0) -> float:
-    """P(|rho_perm| >= |rho|) for n untied ranks, +1 corrected, from seeded orderings."""
-    g = torch.Generator().manual_seed(seed)
-    r = torch.arange(n, dtype=torch.float64)
-    r = r - r.mean()
-    orders = torch.stack([torch.randperm(n, generator=g) for _ in range(perms)])
-    null = (r[orders] @ r) / (r @ r)
-    return (int((null.abs() >= abs(rho) - 1e-12).sum()) + 1) / (perms + 1)
-
-
 def main() -> None:
     rows = [[float(v) for v in line.split()] for line in QUICK.strip().splitlines()]
     found = []
@@ -59,7 +47,7 @@ def main() -> None:
     print(f"quick verdict: {verdict.value} ({reason})")
     found = []
     for cell, rho in CONFIRM.items():
-        p = permutation_p(rho, 16)
+        p = spearman_untied_p(rho, 16, perms=100_000)
         found.append(Finding(cell, rho, p, TEST))
         print(f"confirm {cell:<12} rho {rho:+.2f}  p {p:.2g}  (n = 16)")
     verdict, _, reason = claim_verdict(found, "most", None)

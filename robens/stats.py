@@ -180,10 +180,26 @@ def spearman_permutation(
         orders = torch.tensor(list(itertools.permutations(range(n))))
         extreme = int(((ry[orders] @ rx).abs() / scale >= abs(rho) - 1e-12).sum())
         return rho, extreme / orders.shape[0]
+    return rho, _sampled_p(rx, ry, scale, rho, perms, seed)
+
+
+def _sampled_p(rx: torch.Tensor, ry: torch.Tensor, scale: float, rho: float, perms: int,
+               seed: int) -> float:
+    """``P(|rho_perm| >= |rho|)`` over ``perms`` seeded random orderings of the centred ranks
+    ``ry`` against ``rx`` (+1 corrected)."""
     g = torch.Generator().manual_seed(seed)
-    orders = torch.stack([torch.randperm(n, generator=g) for _ in range(perms)])
+    orders = torch.stack([torch.randperm(rx.numel(), generator=g) for _ in range(perms)])
     extreme = int(((ry[orders] @ rx).abs() / scale >= abs(rho) - 1e-12).sum())
-    return rho, (extreme + 1) / (perms + 1)
+    return (extreme + 1) / (perms + 1)
+
+
+def spearman_untied_p(rho: float, n: int, perms: int = 10000, seed: int = 0) -> float:
+    """The two-sided permutation p-value of a Spearman ``rho`` over ``n`` untied pairs, from
+    ``rho`` and ``n`` alone (without ties the null distribution depends on ``n`` only): what
+    :func:`spearman_permutation` returns for data with that ``rho``, for ``n > 8``."""
+    r = torch.arange(n, dtype=torch.float64)
+    r = r - r.mean()
+    return _sampled_p(r, r, float(r @ r), rho, perms, seed)
 
 
 def auc_se(auc: float, n_pos: int, n_neg: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -54,9 +55,10 @@ def one_thread_module():
     torch.set_num_threads(n)
 
 
+@contextlib.contextmanager
 def interrupt_at_epoch(monkeypatch, epoch: int):
-    """Make ``Trainer.run_epoch`` raise ``KeyboardInterrupt`` at ``epoch`` (0-based) — a kill
-    mid-run — and return the original method, to restore with ``monkeypatch.setattr``."""
+    """Within the block, ``Trainer.run_epoch`` raises ``KeyboardInterrupt`` at ``epoch``
+    (0-based) — a kill mid-run; the original method is back after it."""
     from robens.training import Trainer
 
     original = Trainer.run_epoch
@@ -67,4 +69,7 @@ def interrupt_at_epoch(monkeypatch, epoch: int):
         return original(self, e)
 
     monkeypatch.setattr(Trainer, "run_epoch", killed)
-    return original
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(Trainer, "run_epoch", original)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from robens.config import load_config, parse_set_option, validate_config
+from robens.config import load_config, load_yaml, parse_set_option, validate_config
 from robens.errors import ConfigError
+from robens.job import ensemble_configs, is_job
 
 
 def test_defaults_valid():
@@ -77,9 +78,6 @@ def test_every_config_file_is_valid():
     for f in files:
         if "suite" in f.name or f.parent.name in ("suites", "sweeps", "reproduce"):
             continue
-        from robens.config import load_yaml
-        from robens.job import ensemble_configs, is_job
-
         data = load_yaml(f)
         if is_job(data):  # configs/main.yaml: a job of several ensembles, each validated
             ensemble_configs(data, str(f))

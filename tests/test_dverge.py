@@ -313,10 +313,8 @@ def test_strategy_resume_equals_uninterrupted_and_layers_follow_the_seed(tmp_pat
     assert layers == {str(e + 1): draw_layer(3, e, cands) for e in range(3)}
 
     cfg = dverge_config(tmp_path / "b", **over)
-    original = interrupt_at_epoch(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupt_at_epoch(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
         Trainer(cfg, progress=False, echo=None).fit()
-    monkeypatch.setattr(Trainer, "run_epoch", original)
     _, meta = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.safetensors")
     assert meta["epoch"] == 2 and len(meta["strategy"]["optimizers"]) == 2  # Adam per member
     resumed = Trainer(cfg, progress=False, echo=None)

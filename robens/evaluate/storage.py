@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from robens.records import write_csv_records, write_json_records
+from robens.samples import samples_path
 from robens.utils import atomic_write_bytes, atomic_write_json
 
 RESULTS_JSONL = "results.jsonl"
@@ -64,7 +65,6 @@ class UnitStore:
     def __init__(self, out: str | os.PathLike) -> None:
         self.out = Path(out)
         self.units_dir = self.out / "suite" / "units"
-        self.samples_dir = self.out / "suite" / "samples"
 
     @property
     def results_jsonl(self) -> Path:
@@ -108,6 +108,6 @@ class UnitStore:
         """Write ``arrays`` to ``suite/samples/<name>.npz`` (compressed, atomically)."""
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        path = self.samples_dir / f"{name}.npz"
+        path = samples_path(self.out, name)
         atomic_write_bytes(path, buf.getvalue())
         return path
