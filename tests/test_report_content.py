@@ -230,6 +230,18 @@ def test_accuracy_vs_eps_draws_lines_only_from_three_eps(tmp_path, monkeypatch, 
     assert (series.get_linestyle() != "None") == lines
 
 
+def test_accuracy_vs_eps_draws_a_record_at_zero_and_one(tmp_path, monkeypatch):
+    # a robust accuracy of 0 on 500 images once made a negative error bar (matplotlib refused
+    # the figure and with it the general report)
+    figures, _ = _capture(monkeypatch)
+    base = dict(method="m", dataset="mnist", model="2xlenet", n=500)
+    recs = [make_record(**base, metric="clean_accuracy", value=1.0)]
+    recs += [make_record(**base, metric="robust_accuracy", value=v, attack="pgd", eps=e,
+                         threat_model="white_box") for e, v in ((0.1, 1.0), (0.3, 0.0))]
+    write_json_records(tmp_path / "r" / "results.jsonl", recs)
+    assert figures.fig_accuracy_vs_eps(load_runs([tmp_path / "r"]), tmp_path / "a.png")
+
+
 # ---------------------------------------------------------------------------- published
 def test_no_published_table_beside_a_plain_baseline(run_dir):
     assert published_tables(load_runs([run_dir])) == []

@@ -31,6 +31,8 @@ def test_wilson_interval_closed_form():
     lo, hi = wilson_interval(0, 10)
     assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+    for n in (50, 100, 500, 2000, 10_000):  # exact endpoints, not a few ulps inside
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
     with pytest.raises(ValueError, match="not in"):
         wilson_interval(11, 10)
 
