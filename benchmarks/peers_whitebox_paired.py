@@ -1,9 +1,9 @@
 """Paired white-box comparison of the peers recipe's ensembles against its Baseline.
 
-For each white-box attack unit the suite stored per image (PGD and AutoAttack, adaptive over
-the members' aggregations), every defense is compared with Baseline on the images both were
-attacked on: robust accuracy of each and McNemar's exact test (``robens.stats.mcnemar_exact``).
-Reads only the run folder's ``trial.json`` files and ``suite/samples/*.npz`` arrays (no pickle).
+For each white-box row of the recipe (PGD and AutoAttack, adaptive over the members'
+aggregations), every defense is compared with Baseline on the images both were attacked on:
+robust accuracy of each and McNemar's exact test, through the recipe summaries' own
+``paired_findings`` on the trials of the recipe's plan (nothing is run; no pickle is read).
 
     python benchmarks/peers_whitebox_paired.py runs/reproduce/peers/fashion-mnist-quick
 """
@@ -11,66 +11,34 @@ Reads only the run folder's ``trial.json`` files and ``suite/samples/*.npz`` arr
 from __future__ import annotations
 
 import argparse
-import json
-import re
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from robens.samples import sample_outcomes
-from robens.stats import mcnemar_exact
-
-#: the suite's white-box units: "<attack>-adaptive-eps<eps>-<hash>"
-WHITE_BOX = re.compile(r"^(?P<attack>[a-z_]+)-adaptive-eps(?P<eps>[0-9.]+)-[0-9a-f]+$")
-
-
-def trials(root: Path) -> dict[str, Path]:
-    """Trial folder by the trial's ``name`` override, over every stage of the recipe."""
-    out: dict[str, Path] = {}
-    for spec in sorted(root.glob("*/trials/*/trial.json")):
-        name = (json.loads(spec.read_text()).get("overrides") or {}).get("name")
-        if name:
-            out[str(name)] = spec.parent
-    return out
-
-
-def outcomes(trial: Path) -> dict[tuple[str, str], dict[int, bool]]:
-    """``{(attack, eps): {dataset index: robust}}`` of a trial's white-box units."""
-    got: dict[tuple[str, str], dict[int, bool]] = {}
-    for npz in sorted((trial / "suite" / "samples").glob("*.npz")):
-        m = WHITE_BOX.match(npz.stem)
-        if m is None:
-            continue
-        res = sample_outcomes(trial, {"unit": npz.stem, "threat_model": "white_box"})
-        if res is not None:
-            idx, ok = res
-            got[(m["attack"], m["eps"])] = dict(zip(idx.tolist(), ok.tolist(), strict=True))
-    return got
+from robens.recipes import plan_recipe, trial_views
+from robens.recipes.summaries.base import paired_findings, roles
+from robens.recipes.summaries.peers import PEER_ROLES
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="the recipe's output folder")
-    ap.add_argument("--baseline", default="baseline", help="trial name of the reference")
+    ap.add_argument("--scale", default="quick")
+    ap.add_argument("--dataset", default="fashion-mnist")
     args = ap.parse_args()
-    runs = trials(args.run)
-    if args.baseline not in runs:
-        raise SystemExit(f"error: no trial named {args.baseline!r} under {args.run}")
-    base = outcomes(runs[args.baseline])
-    for (attack, eps), ref in sorted(base.items()):
-        print(f"{attack} (adaptive) at eps {eps}:")
-        for name, trial in sorted(runs.items()):
-            other = outcomes(trial).get((attack, eps))
-            if name == args.baseline or other is None:
-                continue
-            common = sorted(set(ref) & set(other))
-            a = torch.tensor([other[i] for i in common], dtype=torch.bool)
-            b = torch.tensor([ref[i] for i in common], dtype=torch.bool)
-            only_a, only_b, p = mcnemar_exact(a, b)
-            print(f"  {name:10s} {100 * float(np.mean(a.numpy())):5.1f}% vs {args.baseline} "
-                  f"{100 * float(np.mean(b.numpy())):5.1f}% on {len(common)} images "
-                  f"(+{only_a}/-{only_b}, McNemar p {p:.2g})")
+    views = roles(trial_views(plan_recipe("peers", args.scale, args.dataset, args.run)),
+                  PEER_ROLES)
+    if "baseline" not in views:
+        raise SystemExit(f"error: no complete baseline trial under {args.run}")
+    base = views.pop("baseline")
+    cells = sorted({(str(r["attack"]), float(r["eps"]))
+                    for r in base.select("robust_accuracy", threat_model="white_box")})
+    for attack, eps in cells:
+        print(f"{attack} (adaptive) at eps {eps:g}:")
+        for name, view in views.items():
+            pick = dict(metric="robust_accuracy", threat_model="white_box", attack=attack, eps=eps)
+            found, missing = paired_findings(
+                view, base, {name: (view.record(**pick), base.record(**pick))})
+            for line in [f.detail for f in found] + missing:
+                print(f"  {line}")
 
 
 if __name__ == "__main__":

@@ -59,9 +59,8 @@ def fig_accuracy_vs_eps(runs: list[Run], path: Path) -> Figure | None:
                 xs = sorted(pts)
                 ys = [value_of(pts[x]) or 0.0 for x in xs]
                 cis = [interval(pts[x]) or (y, y) for x, y in zip(xs, ys, strict=True)]
-                # a value a few ulps outside its interval must not make a negative bar
-                err = [[max(y - lo, 0.0) for y, (lo, _) in zip(ys, cis, strict=True)],
-                       [max(hi - y, 0.0) for y, (_, hi) in zip(ys, cis, strict=True)]]
+                err = [[y - lo for y, (lo, _) in zip(ys, cis, strict=True)],
+                       [hi - y for y, (_, hi) in zip(ys, cis, strict=True)]]
                 # a line only where at least MIN_LINE_EPS budgets were measured: fewer points
                 # say nothing about the accuracy between them
                 style = (LINESTYLES[attacks.index(attack) % len(LINESTYLES)]
