@@ -50,6 +50,7 @@ def _cmd(out):
             "--epochs", "4", "--threads", "1", "--seed", "3", "--out", str(out), "--no-progress"]
 
 
+@pytest.mark.slow  # about 60 s; the single-kill form is test_trainer's, in the default suite
 def test_repeated_sigkill_at_random_points_resumes_to_the_same_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref, run = tmp_path / "ref", tmp_path / "run"
