@@ -124,7 +124,10 @@ def zero(models: list[nn.Module]) -> None:
 
 class FlopCount(TorchDispatchMode):
     """Floating-point operations of the ops run inside the block (``flop_registry``'s formulas:
-    matmuls and convolutions, their backward and double-backward included)."""
+    matmuls and convolutions, their backward and double-backward included).
+
+    Not ``torch.utils.flop_counter.FlopCounterMode``: its module tracker raises inside
+    ``torch.autograd.grad``, which both steps call."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -33,8 +33,8 @@ def main() -> None:
                     for r in base.select("robust_accuracy", threat_model="white_box")})
     for attack, eps in cells:
         print(f"{attack} (adaptive) at eps {eps:g}:")
+        pick = dict(metric="robust_accuracy", threat_model="white_box", attack=attack, eps=eps)
         for name, view in views.items():
-            pick = dict(metric="robust_accuracy", threat_model="white_box", attack=attack, eps=eps)
             found, missing = paired_findings(
                 view, base, {name: (view.record(**pick), base.record(**pick))})
             for line in [f.detail for f in found] + missing:
