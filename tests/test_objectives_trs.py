@@ -55,8 +55,33 @@ def ref_pgd(models, inputs, labels, eps, gen, steps=6):
     return adv.detach()
 
 
+def ref_pgd_released(models, inputs, labels, eps, gen, steps=6):
+    """The released code's ``PGD`` as written: ``adv`` stays one leaf (``.data`` updates) and
+    ``grad_loss.backward()`` adds into ``adv.grad`` every step, never cleared."""
+    alpha = eps / 3.0
+    u = torch.rand(inputs.shape, generator=gen, dtype=inputs.dtype)
+    adv = torch.clamp(inputs.detach() + (2 * u - 1) * eps, 0, 1)
+    adv.requires_grad = True
+    for _ in range(steps):
+        grad_loss = 0
+        for m in models:
+            loss = F.cross_entropy(m(adv), labels)
+            grad = autograd.grad(loss, adv, create_graph=True)[0].flatten(start_dim=1)
+            grad_loss = grad_loss + ref_magnitude(grad)
+        grad_loss = grad_loss / 3
+        grad_loss.backward()
+        sign_grad = adv.grad.data.sign()
+        with torch.no_grad():
+            adv.data = adv.data + alpha * sign_grad
+            adv.data = torch.max(torch.min(adv.data, inputs + eps), inputs - eps)
+            adv.data = torch.clamp(adv.data, 0.0, 1.0)
+    for m in models:  # the trainer's optimizer.zero_grad() drops what backward() left
+        m.zero_grad(set_to_none=True)
+    return adv.detach()
+
+
 def ref_trs_loss(models, x, y, *, scale, coeff, lamda, init_eps, adv_eps, epoch, epochs, gen,
-                 plus_adv=True):
+                 plus_adv=True, pgd_direction="step"):
     """TRS_Trainer's loss, member by member and pair by pair (any M: mean over pairs)."""
     inputs = x.clone().requires_grad_(True)
     grads, loss_std = [], 0
@@ -71,7 +96,8 @@ def ref_trs_loss(models, x, y, *, scale, coeff, lamda, init_eps, adv_eps, epoch,
     cureps = (adv_eps - init_eps) * epoch / epochs + init_eps
     smooth = 0
     if plus_adv:
-        adv = ref_pgd(models, inputs[n:].detach(), y[n:], cureps, gen)
+        pgd = ref_pgd_released if pgd_direction == "sum" else ref_pgd
+        adv = pgd(models, inputs[n:].detach(), y[n:], cureps, gen)
         adv_x = torch.cat([inputs[:n].detach(), adv]).requires_grad_(True)
         for m in models:
             loss = F.cross_entropy(m(adv_x), y)
@@ -120,6 +146,22 @@ def test_m3_equals_reference(plus_adv, vectorize):
 def test_m5_general_definition_and_odd_batch():
     x, y = data(b=7, classes=4)
     check_equal([net(s, classes=4) for s in range(5)], x, y)
+
+
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_released_code_pgd_direction_equals_its_transcription(vectorize):
+    """``pgd_direction: sum`` is the released ``PGD`` (its accumulating ``adv.grad``)."""
+    x, y = data(b=16)
+    members = [net(s) for s in range(3)]
+    check_equal(members, x, y, vectorize=vectorize, pgd_direction="sum")
+    ens = Ensemble(members)
+    released = ref_pgd_released(members, x, y, 0.2, torch.Generator().manual_seed(3))
+    ours_sum, ours_step = (
+        smoothness_pgd(ens, x, y, 0.2, 6, member_loss=per_sample_ce, direction=d,
+                       generator=torch.Generator().manual_seed(3))
+        for d in ("sum", "step"))
+    assert float((ours_sum - released).abs().max()) <= 1e-12
+    assert float((ours_step - released).abs().max()) > 1e-3  # the two rules differ
 
 
 def test_training_mode_batchnorm_equals_reference():
@@ -181,7 +223,8 @@ def test_per_sample_scaling_and_validation():
     a = TRS(coeff=0.0, plus_adv=False)(Batch(ens, x, y, input_grads=True))
     b = TRS(coeff=0.0, plus_adv=False, smooth_grad="per_sample")(Batch(ens, x, y, input_grads=True))
     assert torch.allclose(b, a * x.shape[0] ** 2, rtol=1e-10)
-    for bad in ({"scale": -1}, {"steps": 1.5}, {"smooth_grad": "x"}, {"plus_adv": "yes"}):
+    for bad in ({"scale": -1}, {"steps": 1.5}, {"smooth_grad": "x"}, {"plus_adv": "yes"},
+                {"pgd_direction": "momentum"}):
         with pytest.raises(ConfigError):
             build_term("trs", **bad)
     with pytest.raises(ConfigError, match="M >= 2"):

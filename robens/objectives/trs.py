@@ -14,6 +14,12 @@ The full loss (Sec. 5, Alg. 1; docs/methods.md s. 8) is
   ``progress = 0`` to ``adv_eps`` at ``progress = 1`` (the reference: ``progress = epoch /
   epochs``). ``plus_adv=False`` ("cos-l2") takes ``L_smooth`` at the clean inputs.
 
+``pgd_direction="step"`` (the default; every robens figure uses it) steps along the sign of each
+step's own gradient, PGD as usually defined. The released code (``train/Empirical/trainer.py``,
+``PGD``) makes ``adv`` a leaf once and calls ``grad_loss.backward()`` every step without
+clearing ``adv.grad``, so its step k follows ``sign(sum_{t<=k} grad_t)``;
+``pgd_direction="sum"`` reproduces that.
+
 ``smooth_grad="batch_mean"`` (the reference) differentiates each member's *batch-mean* loss,
 so the smoothness gradients are the per-sample ones divided by B (the published weights are
 tuned with this scaling); ``"per_sample"`` uses the per-sample gradients.
@@ -32,6 +38,7 @@ from robens.objectives.base import Batch, LossFn, Term, register_term
 from robens.objectives.cosine import _check_pairs, pair_values, pairwise_cosine
 
 SMOOTH_GRADS = ("batch_mean", "per_sample")
+PGD_DIRECTIONS = ("step", "sum")
 
 
 def abs_cosine_loss(grads: torch.Tensor) -> torch.Tensor:
@@ -54,20 +61,25 @@ def _member_logits(model: nn.Module, xm: torch.Tensor) -> torch.Tensor:
 def smoothness_pgd(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 6, *,
     member_loss: LossFn, generator: torch.Generator | None = None,
+    direction: Literal["step", "sum"] = "step",
 ) -> torch.Tensor:
     """The point of the eps-ball around ``x`` (and [0, 1]) that maximises ``mean_i Mag(grad_x
-    l_i)``: ``steps`` signed steps of ``eps / 3`` from a uniform random start (TRS's ``PGD``).
+    l_i)``: ``steps`` signed steps of ``eps / 3`` from a uniform random start (TRS's ``PGD``),
+    along the sign of the step's gradient (``direction="step"``) or of the running sum of the
+    steps' gradients (``"sum"``, the released code's accumulating ``adv.grad``).
 
     All members in one forward and one double backward per step (the sign ignores the
     positive 1/B of the reference's batch-mean loss). The graph is not kept.
     """
+    if direction not in PGD_DIRECTIONS:
+        raise ConfigError(f"trs PGD direction must be one of {PGD_DIRECTIONS}, got {direction!r}")
     with frozen_parameters([model]):  # only input-gradients: no graph to the weights
-        return _smoothness_pgd(model, x, y, eps, steps, member_loss, generator)
+        return _smoothness_pgd(model, x, y, eps, steps, member_loss, generator, direction)
 
 
 def _smoothness_pgd(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
-    member_loss: LossFn, generator: torch.Generator | None,
+    member_loss: LossFn, generator: torch.Generator | None, direction: str,
 ) -> torch.Tensor:
     x = x.detach()
     m = model.num_members if hasattr(model, "member_logits") else 1
@@ -75,6 +87,7 @@ def _smoothness_pgd(
     u = torch.rand(x.shape, generator=generator, device=dev, dtype=x.dtype).to(x.device)
     adv = (x + (2 * u - 1) * eps).clamp(0.0, 1.0)
     alpha = eps / 3.0
+    total: torch.Tensor | None = None
     for _ in range(steps):
         adv.requires_grad_(True)
         with torch.enable_grad():
@@ -82,6 +95,9 @@ def _smoothness_pgd(
             losses = member_loss(_member_logits(model, xm), y)
             (g,) = torch.autograd.grad(losses.sum(), xm, create_graph=True)
             (step,) = torch.autograd.grad(magnitude(g).mean(), adv)
+        if direction == "sum":
+            total = step if total is None else total + step
+            step = total
         with torch.no_grad():
             adv = adv.detach() + alpha * step.sign()
             adv = torch.max(torch.min(adv, x + eps), x - eps).clamp(0.0, 1.0)
@@ -112,6 +128,7 @@ class TRS(Term):
         plus_adv: bool = True,
         steps: int = 6,
         smooth_grad: Literal["batch_mean", "per_sample"] = "batch_mean",
+        pgd_direction: Literal["step", "sum"] = "step",
     ) -> None:
         for key, v in (("scale", scale), ("coeff", coeff), ("lamda", lamda),
                        ("init_eps", init_eps), ("adv_eps", adv_eps)):
@@ -121,11 +138,15 @@ class TRS(Term):
             raise ConfigError(f"trs.steps must be an int >= 0, got {steps!r}")
         if smooth_grad not in SMOOTH_GRADS:
             raise ConfigError(f"trs.smooth_grad must be one of {SMOOTH_GRADS}, got {smooth_grad!r}")
+        if pgd_direction not in PGD_DIRECTIONS:
+            raise ConfigError(
+                f"trs.pgd_direction must be one of {PGD_DIRECTIONS}, got {pgd_direction!r}")
         if not isinstance(plus_adv, bool):
             raise ConfigError(f"trs.plus_adv must be true or false, got {plus_adv!r}")
         self.scale, self.coeff, self.lamda = float(scale), float(coeff), float(lamda)
         self.init_eps, self.adv_eps = float(init_eps), float(adv_eps)
         self.plus_adv, self.steps, self.smooth_grad = plus_adv, steps, smooth_grad
+        self.pgd_direction = pgd_direction
 
     @property
     def uses_progress(self) -> bool:
@@ -145,7 +166,8 @@ class TRS(Term):
         x, y = batch.x, batch.y
         n = x.shape[0] // 2
         adv = smoothness_pgd(batch.model, x[n:], y[n:], self.eps_at(batch.progress), self.steps,
-                             member_loss=batch.member_loss, generator=batch.generator)
+                             member_loss=batch.member_loss, generator=batch.generator,
+                             direction=self.pgd_direction)
         if _couples(batch.model):  # training-mode BatchNorm: forward x~ whole, as the reference
             x_tilde = torch.cat([x[:n].detach(), adv])
             return self._grads_at(batch, x_tilde, y)
