@@ -19,9 +19,12 @@ CPU cores, one thread, TRS 0.72-0.74x in time for 0.75x in arithmetic and DVERGE
 for 0.60x (2026-12-01/02). Fewer, larger kernels (the vectorized members) pay where launches
 dominate, on a GPU. The transcriptions keep the reference's
 costs: ``.backward()`` (parameter gradients too) inside both PGDs, the DVERGE target features
-recomputed every step, TRS's per-step ensemble forward for the accuracy meter.
+recomputed every step, TRS's per-step ensemble forward for the accuracy meter. The
+transcribed TRS PGD steps along each step's own gradient, as robens' default
+(``pgd_direction: step``; the released code's accumulating ``adv.grad`` costs the same).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --arch lenet --members 3 --batch 64
+    OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --layer 0   # every DVERGE layer
 """
 
 from __future__ import annotations
@@ -190,42 +193,66 @@ def steps_for(models, x, y, xt, layer, s):
     return {"trs": (ours_trs, ref_trs), "dverge": (ours_dverge, ref_dverge)}
 
 
+def report(name: str, ours: Callable[[], None], ref: Callable[[], None], repeats: int,
+           dev: torch.device) -> tuple[int, int, float, float]:
+    """Print and return one step's arithmetic and best time, ours and the reference's."""
+    f_ours, f_ref = flops_of(ours), flops_of(ref)
+    t_ours, t_ref = timed_pair(ours, ref, repeats, dev)
+    print(f"{name:18s} ours {t_ours * 1e3:8.1f} ms  reference {t_ref * 1e3:8.1f} ms  "
+          f"ratio {t_ours / t_ref:.2f}x   arithmetic {f_ours / 1e9:.1f} vs "
+          f"{f_ref / 1e9:.1f} GFLOP, ratio {f_ours / f_ref:.2f}x")
+    return f_ours, f_ref, t_ours, t_ref
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="lenet")
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--layer", type=int, default=2, help="1-based candidate layer for DVERGE")
+    ap.add_argument("--layer", type=int, default=2,
+                    help="1-based candidate layer for DVERGE; 0: every candidate layer, and "
+                         "their total (the expected step under DVERGE's uniform per-epoch draw)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     dev = torch.device(args.device)
     torch.manual_seed(0)
     models = [build_model(args.arch).to(dev).train() for _ in range(args.members)]
-    layer = candidate_layers(models[0])[args.layer - 1]
+    candidates = candidate_layers(models[0])
+    layers = candidates if args.layer == 0 else [candidates[args.layer - 1]]
     shape = models[0].robens_spec["in_shape"]
     x, xt = torch.rand(2, args.batch, *shape, device=dev).unbind(0)
     y = torch.randint(0, 10, (args.batch,), device=dev)
     s = DistillSettings(eps=0.35, alpha=0.035, steps=10)
 
     m64 = [copy.deepcopy(m).double() for m in models]
-    checks = steps_for(m64, x.double(), y, xt.double(), layer, s)
-    for name, (ours, ref) in checks.items():
-        ours()
-        g_ours = grads_of(m64)
-        ref()
-        diff = max(float((a - b).abs().max()) for a, b in zip(g_ours, grads_of(m64), strict=True))
-        assert diff <= 1e-6, f"{name}: gradients differ by {diff:.3g}"
-        print(f"{name}: float64 gradients equal (max abs diff {diff:.2e})")
+    for layer in layers:
+        checks = steps_for(m64, x.double(), y, xt.double(), layer, s)
+        for name, (ours, ref) in checks.items():
+            if name == "trs" and layer != layers[0]:
+                continue
+            ours()
+            g_ours = grads_of(m64)
+            ref()
+            diff = max(float((a - b).abs().max())
+                       for a, b in zip(g_ours, grads_of(m64), strict=True))
+            assert diff <= 1e-6, f"{name}: gradients differ by {diff:.3g}"
+            where = "" if name == "trs" else f" at {layer!r}"
+            print(f"{name}{where}: float64 gradients equal (max abs diff {diff:.2e})")
 
     print(f"{args.arch} x{args.members}, batch {args.batch}, {dev}, threads "
-          f"{torch.get_num_threads()}, DVERGE layer {layer!r}")
-    for name, (ours, ref) in steps_for(models, x, y, xt, layer, s).items():
-        f_ours, f_ref = flops_of(ours), flops_of(ref)
-        t_ours, t_ref = timed_pair(ours, ref, args.repeats, dev)
-        print(f"{name:7s} ours {t_ours * 1e3:8.1f} ms  reference {t_ref * 1e3:8.1f} ms  "
-              f"ratio {t_ours / t_ref:.2f}x   arithmetic {f_ours / 1e9:.1f} vs "
-              f"{f_ref / 1e9:.1f} GFLOP, ratio {f_ours / f_ref:.2f}x")
+          f"{torch.get_num_threads()}, DVERGE layer(s) {layers}")
+    totals = [0, 0, 0.0, 0.0]
+    for layer in layers:
+        steps = steps_for(models, x, y, xt, layer, s)
+        if layer == layers[0]:
+            report("trs", *steps["trs"], args.repeats, dev)
+        row = report(f"dverge {layer}", *steps["dverge"], args.repeats, dev)
+        totals = [a + b for a, b in zip(totals, row, strict=True)]
+    if len(layers) > 1:
+        f_ours, f_ref, t_ours, t_ref = totals
+        print(f"dverge, all {len(layers)} layers: time ratio {t_ours / t_ref:.2f}x, "
+              f"arithmetic ratio {f_ours / f_ref:.2f}x (each layer equally likely)")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,6 @@ def test_peers_recipe_tiny_cli(tmp_path, one_thread):
 
     plan = plan_recipe("peers", "tiny", "synthetic", out, {"training.threads": 1})
     base = plan.stages[1].trials[0].run_dir / "checkpoint.safetensors"
-    dverge = next(t for t in plan.stages[2].trials if t.config.name == "dverge")
+    dverge = next(t for s in plan.stages for t in s.trials if t.config.name == "dverge")
     assert dverge.config.training.dverge.init_checkpoint == str(base) and base.exists()
     assert dverge.config.training.strategy == "dverge"

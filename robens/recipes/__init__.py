@@ -3,7 +3,8 @@ the published numbers (``robens reproduce NAME --scale quick|paper --dataset ...
 
 The package: :mod:`~robens.recipes.schema` (the pydantic models), :mod:`~robens.recipes.resolution`
 (loading, ``$vars``, the scale and dataset merges), :mod:`~robens.recipes.planning` (stages of
-trials, ``@stage`` references, waves), :mod:`~robens.recipes.running` (the waves on Ray, timing),
+trials, ``@stage`` references, waves), :mod:`~robens.recipes.running` (each stage on Ray as soon
+as the stages it reads are done, timing),
 :mod:`~robens.recipes.results` (summary and report) and :mod:`robens.recipes.summaries` (one file
 per paper, registered by name). A new paper: one YAML in ``configs/reproduce/`` and one summary.
 

@@ -214,7 +214,9 @@ def format_recipe_plan(plan: RecipePlan) -> str:
 
 
 def waves(plan: RecipePlan) -> list[list[StagePlan]]:
-    """Consecutive stages grouped so that no stage reads the checkpoints of one in its group."""
+    """Consecutive stages grouped so that no stage reads the checkpoints of one in its group
+    (a stage of a group may start with the first; the runner goes further and starts each
+    stage as soon as the stages it reads are done, :mod:`robens.recipes.running`)."""
     out: list[list[StagePlan]] = []
     for stage in plan.stages:
         if out and not set(stage.needs) & {s.name for s in out[-1]}:

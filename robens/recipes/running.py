@@ -1,6 +1,6 @@
-"""Running a recipe: its waves of stages through the sweep (side by side in one Ray session
-when they do not read each other's checkpoints), the timing of each invocation, then the
-summary and the report."""
+"""Running a recipe: its stages through the sweep, each as soon as the stages whose checkpoints
+it reads have finished (side by side in one Ray session, their trials sharing its CPUs), the
+timing of each invocation, then the summary and the report."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from robens.raysession import import_ray, ray_session
-from robens.recipes.planning import RecipePlan, StagePlan, plan_recipe, waves
+from robens.recipes.planning import RecipePlan, StagePlan, plan_recipe
 from robens.recipes.results import build_report, write_summary
 from robens.stats import verdict_of
 from robens.sweep import run_sweep
@@ -63,12 +63,23 @@ def _auto_resources(wave: list[StagePlan], backend: str, address: str | None,
             stage.sweep.grid.resources = TrialResources(cpus=share, gpus=0, threads=share)
 
 
-def _run_wave(
-    wave: list[StagePlan], backend: str, address: str | None, max_concurrent: int | None,
-    num_cpus: int | None, progress: bool, echo: Echo | None,
+def _upstream(stages: list[StagePlan]) -> dict[str, set[str]]:
+    """Every stage's transitive ``needs`` (the stages that must finish before it starts)."""
+    up: dict[str, set[str]] = {}
+    for stage in stages:  # plan order: a stage only reads earlier ones
+        up[stage.name] = set(stage.needs).union(*(up.get(n, set()) for n in stage.needs))
+    return up
+
+
+def _run_stages(
+    stages: list[StagePlan], backend: str, address: str | None, max_concurrent: int | None,
+    num_cpus: int | None, progress: bool, echo: Echo | None, announce: Callable[[StagePlan], None],
 ) -> dict[str, float]:
-    """Run the sweeps of one wave: one after the other (serial backend, or a single stage),
-    or side by side on one Ray instance (their trials share its CPUs)."""
+    """Run every stage through the sweep. Serial backend (or one stage): in plan order. Ray:
+    each stage starts as soon as every stage it reads has finished, side by side with the
+    others in one Ray session (their trials share its CPUs), so a stage never waits for one it
+    does not read. After a failure no stage starts; the running ones finish, then it is raised.
+    A stage shows its progress bar only when no other stage can run beside it."""
     seconds: dict[str, float] = {}
 
     def one(stage: StagePlan, bar: bool) -> None:
@@ -77,16 +88,38 @@ def _run_wave(
                   backend=backend, num_cpus=num_cpus, echo=echo)
         seconds[stage.name] = round(time.perf_counter() - ts, 1)
 
-    if backend != "ray" or len(wave) == 1:
-        for stage in wave:
+    if backend != "ray" or len(stages) == 1:
+        for stage in stages:
+            announce(stage)
+            _auto_resources([stage], backend, address, num_cpus)
             one(stage, progress)
         return seconds
-    with ray_session(address, num_cpus), ThreadPoolExecutor(max_workers=len(wave)) as pool:
-        futures = [pool.submit(one, stage, False) for stage in wave]
-        errors = [f.exception() for f in futures]
-    for err in errors:
-        if err is not None:
-            raise err
+    up = _upstream(stages)
+    alone = {s.name: all(o.name in up[s.name] or s.name in up[o.name]
+                         for o in stages if o is not s) for s in stages}
+    todo, finished = list(stages), set()
+    running: dict[Future, StagePlan] = {}
+    error: BaseException | None = None
+    with ray_session(address, num_cpus), ThreadPoolExecutor(max_workers=len(stages)) as pool:
+        while running or (todo and error is None):
+            ready = [s for s in todo if set(s.needs) <= finished] if error is None else []
+            if ready and not running:  # nothing else runs: they may share the idle CPUs
+                _auto_resources(ready, backend, address, num_cpus)
+            for stage in ready:
+                todo.remove(stage)
+                announce(stage)
+                running[pool.submit(one, stage, progress and alone[stage.name])] = stage
+            if not running:  # pragma: no cover - plan order guarantees a ready stage
+                raise RuntimeError(f"stages {[s.name for s in todo]} wait on missing stages")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                stage = running.pop(fut)
+                if fut.exception() is None:
+                    finished.add(stage.name)
+                elif error is None:
+                    error = fut.exception()
+    if error is not None:
+        raise error
     return seconds
 
 
@@ -107,9 +140,10 @@ def run_recipe(
     command: str | None = None,
 ) -> RecipeResult:
     """Run every stage of a recipe through the sweep (skipping complete trials), then write
-    ``summary.json`` and the report. Stages run in order, except that consecutive stages that
-    do not read each other's checkpoints run side by side on the Ray backend (:func:`waves`);
-    a failed trial stops the recipe with :class:`~robens.sweep.SweepError` after its wave.
+    ``summary.json`` and the report. On the Ray backend each stage starts as soon as the
+    stages whose checkpoints it reads have finished, beside any others running
+    (:func:`_run_stages`); a failed trial stops the recipe with
+    :class:`~robens.sweep.SweepError` once the running stages have finished.
 
     ``gpus_per_trial`` reserves Ray GPUs per trial (default: 1 when this machine has CUDA and
     the recipe sets none, else 0); the other arguments are those of :func:`plan_recipe` and
@@ -131,20 +165,20 @@ def run_recipe(
         f" stage(s) -> {plan.output_dir}")
     for note in plan.notes:
         say(f"  {note}")
-    stage_seconds: dict[str, float] = {}
-    done = 0
-    for wave in waves(plan):
-        for stage in wave:
-            done += 1
-            if gpus_per_trial is not None:
-                res = stage.sweep.grid.resources
-                stage.sweep.grid.resources = TrialResources(cpus=res.cpus, gpus=gpus_per_trial,
-                                                            threads=res.threads)
-            say(f"stage {done}/{len(plan.stages)} {stage.name}: {len(stage.trials)} trial(s)"
-                + (f" (reads {', '.join(stage.needs)})" if stage.needs else ""))
-        _auto_resources(wave, backend, address, num_cpus)
-        stage_seconds.update(_run_wave(wave, backend, address, max_concurrent, num_cpus,
-                                       progress, echo))
+    started_stages = 0
+
+    def announce(stage: StagePlan) -> None:
+        nonlocal started_stages
+        started_stages += 1
+        if gpus_per_trial is not None:
+            res = stage.sweep.grid.resources
+            stage.sweep.grid.resources = TrialResources(cpus=res.cpus, gpus=gpus_per_trial,
+                                                        threads=res.threads)
+        say(f"stage {started_stages}/{len(plan.stages)} {stage.name}: {len(stage.trials)} "
+            f"trial(s)" + (f" (reads {', '.join(stage.needs)})" if stage.needs else ""))
+
+    stage_seconds = _run_stages(plan.stages, backend, address, max_concurrent, num_cpus,
+                                progress, echo, announce)
     wall = round(time.perf_counter() - t0, 1)
     timing = update_timing(plan, started, wall, stage_seconds, command)
     summary, path = write_summary(plan, timing=timing, command=command)
