@@ -15,13 +15,15 @@ ratio ours/reference is printed (target <= 0.5x), beside the ratio of their arit
 floating-point operations of every matmul and convolution, forward and backward, counted by a
 ``TorchDispatchMode`` over ``torch.utils.flop_counter``'s formulas). On a compute-bound
 device (a CPU) the time ratio follows the arithmetic ratio, however the work is batched: on 2
-CPU cores, one thread, TRS 0.72-0.74x in time for 0.75x in arithmetic and DVERGE 0.55-0.63x
-for 0.60x (2026-12-01/02). Fewer, larger kernels (the vectorized members) pay where launches
-dominate, on a GPU. The transcriptions keep the reference's
-costs: ``.backward()`` (parameter gradients too) inside both PGDs, the DVERGE target features
-recomputed every step, TRS's per-step ensemble forward for the accuracy meter. The
-transcribed TRS PGD steps along each step's own gradient, as robens' default
-(``pgd_direction: step``; the released code's accumulating ``adv.grad`` costs the same).
+CPU cores, one thread, TRS 0.61-0.74x in time for 0.75x in arithmetic and DVERGE 0.55-0.63x
+for 0.60x at its second layer; over its 4 layers (``--layer 0``) 0.88/0.58/0.60/0.61x in time,
+0.62x in all for 0.61x in arithmetic (2026-12-01/02; the reference's times vary by 15%).
+Fewer, larger kernels (the vectorized members) pay where launches dominate, on a GPU. The
+transcriptions keep the reference's costs: ``.backward()`` (parameter gradients too) inside
+both PGDs, the DVERGE target features recomputed every step, TRS's per-step ensemble forward
+for the accuracy meter. The transcribed TRS PGD steps along each step's own gradient, as
+robens' default (``pgd_direction: step``; the released code's accumulating ``adv.grad`` costs
+the same).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --arch lenet --members 3 --batch 64
     OMP_NUM_THREADS=1 python benchmarks/bench_peers.py --layer 0   # every DVERGE layer
@@ -247,7 +249,7 @@ def main() -> None:
         steps = steps_for(models, x, y, xt, layer, s)
         if layer == layers[0]:
             report("trs", *steps["trs"], args.repeats, dev)
-        row = report(f"dverge {layer}", *steps["dverge"], args.repeats, dev)
+        row = report(f"dverge {layer!r}", *steps["dverge"], args.repeats, dev)
         totals = [a + b for a, b in zip(totals, row, strict=True)]
     if len(layers) > 1:
         f_ours, f_ref, t_ours, t_ref = totals
