@@ -228,28 +228,27 @@ def main() -> None:
     s = DistillSettings(eps=0.35, alpha=0.035, steps=10)
 
     m64 = [copy.deepcopy(m).double() for m in models]
+
+    def check(name: str, ours: Callable[[], None], ref: Callable[[], None]) -> None:
+        ours()
+        g_ours = grads_of(m64)
+        ref()
+        diff = max(float((a - b).abs().max()) for a, b in zip(g_ours, grads_of(m64), strict=True))
+        assert diff <= 1e-6, f"{name}: gradients differ by {diff:.3g}"
+        print(f"{name}: float64 gradients equal (max abs diff {diff:.2e})")
+
+    x64, xt64 = x.double(), xt.double()
+    check("trs", *steps_for(m64, x64, y, xt64, layers[0], s)["trs"])
     for layer in layers:
-        checks = steps_for(m64, x.double(), y, xt.double(), layer, s)
-        for name, (ours, ref) in checks.items():
-            if name == "trs" and layer != layers[0]:
-                continue
-            ours()
-            g_ours = grads_of(m64)
-            ref()
-            diff = max(float((a - b).abs().max())
-                       for a, b in zip(g_ours, grads_of(m64), strict=True))
-            assert diff <= 1e-6, f"{name}: gradients differ by {diff:.3g}"
-            where = "" if name == "trs" else f" at {layer!r}"
-            print(f"{name}{where}: float64 gradients equal (max abs diff {diff:.2e})")
+        check(f"dverge at {layer!r}", *steps_for(m64, x64, y, xt64, layer, s)["dverge"])
 
     print(f"{args.arch} x{args.members}, batch {args.batch}, {dev}, threads "
           f"{torch.get_num_threads()}, DVERGE layer(s) {layers}")
+    report("trs", *steps_for(models, x, y, xt, layers[0], s)["trs"], args.repeats, dev)
     totals = [0, 0, 0.0, 0.0]
     for layer in layers:
-        steps = steps_for(models, x, y, xt, layer, s)
-        if layer == layers[0]:
-            report("trs", *steps["trs"], args.repeats, dev)
-        row = report(f"dverge {layer!r}", *steps["dverge"], args.repeats, dev)
+        row = report(f"dverge {layer!r}", *steps_for(models, x, y, xt, layer, s)["dverge"],
+                     args.repeats, dev)
         totals = [a + b for a, b in zip(totals, row, strict=True)]
     if len(layers) > 1:
         f_ours, f_ref, t_ours, t_ref = totals

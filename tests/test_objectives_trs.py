@@ -36,17 +36,22 @@ def ref_magnitude(g: torch.Tensor) -> torch.Tensor:
     return (torch.sum(g**2, 1)).mean() * 2
 
 
+def ref_grad_loss(models, adv, labels):
+    """The PGD's objective: the members' summed ``Magnitude`` of their input-gradients."""
+    grad_loss = 0
+    for m in models:
+        loss = F.cross_entropy(m(adv), labels)
+        grad = autograd.grad(loss, adv, create_graph=True)[0].flatten(start_dim=1)
+        grad_loss = grad_loss + ref_magnitude(grad)
+    return grad_loss
+
+
 def ref_pgd(models, inputs, labels, eps, gen, steps=6):
     alpha = eps / 3.0
     u = torch.rand(inputs.shape, generator=gen, dtype=inputs.dtype)
     adv = torch.clamp(inputs.detach() + (2 * u - 1) * eps, 0, 1).requires_grad_(True)
     for _ in range(steps):
-        grad_loss = 0
-        for m in models:
-            loss = F.cross_entropy(m(adv), labels)
-            grad = autograd.grad(loss, adv, create_graph=True)[0].flatten(start_dim=1)
-            grad_loss = grad_loss + ref_magnitude(grad)
-        grad_loss = grad_loss / len(models)
+        grad_loss = ref_grad_loss(models, adv, labels) / len(models)
         (step,) = autograd.grad(grad_loss, adv)
         with torch.no_grad():
             a = adv + alpha * step.sign()
@@ -63,12 +68,7 @@ def ref_pgd_released(models, inputs, labels, eps, gen, steps=6):
     adv = torch.clamp(inputs.detach() + (2 * u - 1) * eps, 0, 1)
     adv.requires_grad = True
     for _ in range(steps):
-        grad_loss = 0
-        for m in models:
-            loss = F.cross_entropy(m(adv), labels)
-            grad = autograd.grad(loss, adv, create_graph=True)[0].flatten(start_dim=1)
-            grad_loss = grad_loss + ref_magnitude(grad)
-        grad_loss = grad_loss / 3
+        grad_loss = ref_grad_loss(models, adv, labels) / 3
         grad_loss.backward()
         sign_grad = adv.grad.data.sign()
         with torch.no_grad():

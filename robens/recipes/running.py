@@ -113,11 +113,11 @@ def _run_stages(
                 raise RuntimeError(f"stages {[s.name for s in todo]} wait on missing stages")
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
-                stage = running.pop(fut)
-                if fut.exception() is None:
+                stage, err = running.pop(fut), fut.exception()
+                if err is None:
                     finished.add(stage.name)
                 elif error is None:
-                    error = fut.exception()
+                    error = err
     if error is not None:
         raise error
     return seconds
