@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from robens.errors import RunLockedError
+from robens.filelock import still_at_path
 
 #: what makes a subfolder another run, cleaned by its own lock holder: its lock while in use,
 #: the config every training run writes first
@@ -74,12 +75,7 @@ class RunLock:
 
     def _still_at_path(self, fd: int) -> bool:
         """Whether ``self.path`` still names the file open as ``fd`` (not removed, replaced)."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return False
-        mine = os.fstat(fd)
-        return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+        return still_at_path(self.path, fd)
 
     def _refuse(self, fd: int) -> None:
         holder = os.read(fd, 64).decode(errors="replace").strip()

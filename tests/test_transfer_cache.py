@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 import torch
 from conftest import small_config
@@ -132,7 +134,8 @@ def test_unwritable_cache_folder_still_evaluates(runs, tmp_path, monkeypatch):
         raise PermissionError(f"read-only: {path}")
 
     monkeypatch.setattr(tc, "atomic_write_bytes", refuse)
-    root = tmp_path / "ro"
+    (tmp_path / "a-file").write_text("")  # nor can the key's claim (its lock file) be made
+    root = tmp_path / "a-file" / "ro"
     out = run_suite(runs["a"], _suite(runs, cache=str(root)), out=tmp_path / "a",
                     progress=False, echo=None)
     assert len(_values(out)) == 2 * N_TRANSFER_UNITS
@@ -148,3 +151,47 @@ def test_cache_round_trip_is_exact(tmp_path):
     assert got is not None
     assert torch.equal(got["x_adv"], x) and torch.equal(got["norm"], norm)
     assert cache.load("other", 7) is None
+
+
+def _suite_in_process(target, suite, out, barrier, results) -> None:
+    """A child process: run the suite once the other child is ready too; report how many
+    batches it crafted and its transfer values."""
+    torch.set_num_threads(1)
+    count = [0]
+    original = Attack.run
+
+    def run(attack, x, y, *a, **k):
+        count[0] += 1
+        return original(attack, x, y, *a, **k)
+
+    Attack.run = run
+    barrier.wait(60)
+    got = run_suite(target, suite, out=out, progress=False, echo=None)
+    results.put((str(out), count[0], _values(got)))
+
+
+def test_concurrent_targets_craft_each_key_once(runs, tmp_path):
+    """Two suites of one surrogate started together (a sweep's targets side by side): the
+    first to miss a key crafts it holding the key's claim, the other waits and reads it, so
+    the surrogate's examples are crafted once in all, and each target's records are those
+    it gets without a cache."""
+    ref = {n: _values(run_suite(runs[n], _suite(runs, cache=None), out=tmp_path / f"ref-{n}",
+                                progress=False, echo=None)) for n in ("a", "b")}
+    suite = _suite(runs, cache=str(tmp_path / "c"))
+    mp = multiprocessing.get_context("spawn")
+    barrier, results = mp.Barrier(2), mp.Queue()
+    procs = [mp.Process(target=_suite_in_process,
+                        args=(runs[n], suite, tmp_path / n, barrier, results)) for n in ("a", "b")]
+    for p in procs:
+        p.start()
+    got = {}
+    for _ in procs:
+        out, crafted, values = results.get(timeout=300)
+        got[out] = (crafted, values)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert sum(c for c, _ in got.values()) == N_TRANSFER_UNITS * 3  # once, not twice
+    for n in ("a", "b"):
+        assert got[str(tmp_path / n)][1] == ref[n]
+    assert not list((tmp_path / "c").glob("*.lock"))  # every claim released cleanly

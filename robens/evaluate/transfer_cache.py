@@ -9,7 +9,10 @@ first suite to craft an (attack, eps) pair stores the examples here and the othe
 One safetensors file per key (never unpickled) holding ``x_adv`` and ``norm``; its metadata
 records the key's fields and a SHA-256 digest of the tensors, checked on every read. A file
 that fails the check, or any read error, is a miss: the examples are crafted again and the
-file rewritten (atomically), so a broken cache costs time, never a wrong number.
+file rewritten (atomically), so a broken cache costs time, never a wrong number. Concurrent
+suites (a sweep's targets evaluated side by side) craft a key once: the first holds the key's
+claim (:meth:`TransferCache.claim`, a ``<key>.lock`` beside it) while it crafts, the others
+wait for it and read the file.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from robens.checkpoint import read_safetensors, tensors_digest
+from robens.filelock import exclusive_lock
 from robens.utils import atomic_write_bytes
 
 FORMAT = "robens-transfer-examples"
@@ -50,6 +56,14 @@ class TransferCache:
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.safetensors"
+
+    def claim(
+        self, key: str, on_wait: Callable[[str], None] | None = None
+    ) -> AbstractContextManager[bool]:
+        """Hold the exclusive claim on crafting ``key`` (:func:`robens.filelock.exclusive_lock`
+        on ``<key>.lock``): another process claiming it waits, calling ``on_wait(holder)``
+        once. Yields False (no claim) where ``root`` is read-only."""
+        return exclusive_lock(self.root / f"{key}.lock", on_wait)
 
     def load(self, key: str, n: int) -> dict[str, torch.Tensor] | None:
         """``{"x_adv", "norm"}`` for ``key`` with ``n`` examples, or None (miss or bad file)."""

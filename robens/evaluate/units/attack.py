@@ -15,6 +15,8 @@ in :mod:`robens.evaluate.transfer_cache` so every target of one surrogate shares
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -116,6 +118,29 @@ def _transfer_cache(
     folder = path if path.is_dir() else path.parent
     root = folder / "transfer-cache" if setting == "auto" else Path(setting)
     return TransferCache(root), cache_key(fields), fields
+
+
+@contextmanager
+def _claimed(
+    ctx: UnitContext, cache: TransferCache | None, key: str, n: int, desc: str
+) -> Iterator[dict[str, torch.Tensor] | None]:
+    """The cached examples of ``key``, or None: then, with a cache, this unit crafts them
+    holding the key's claim, so a concurrent suite of the same surrogate waits for them
+    instead of crafting them again (it reads them once the claim is released)."""
+    if cache is None:
+        yield None
+        return
+    cached = cache.load(key, n)
+    if cached is None:
+        wait = lambda holder: ctx.echo(  # noqa: E731
+            f"{desc}: {holder} is crafting these transfer examples; waiting to read them")
+        with cache.claim(key, on_wait=wait):
+            cached = cache.load(key, n)
+            if cached is None:
+                yield None
+                return
+    ctx.echo(f"{desc}: transfer examples read from {cache.path(key)}")
+    yield cached
 
 
 def _masking(ctx: UnitContext, x, y, result, eps: float, entry: AttackEntry) -> list[str]:
@@ -249,13 +274,7 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
         built.append(ctx.build_attack(entry.attack, source, eps, aggregation, entry.params))
         return built[-1]
 
-    cache, key, fields = _transfer_cache(ctx, entry, eps, combine, batches)
-    cached = cache.load(key, len(idx)) if cache is not None else None
-    if cached is not None:
-        ctx.echo(f"{entry.label} eps={eps:g}: transfer examples read from {cache.path(key)}")
-    fill_cache = cache is not None and cached is None
     warnings: list[str] = []
-
     stage_logs: list[tuple[int, list[dict[str, Any]]]] = []
 
     def first_batch_checks(i: int, x: torch.Tensor, y: torch.Tensor, result: Any) -> None:
@@ -271,30 +290,33 @@ def attack_unit(ctx: UnitContext, entry: AttackEntry, eps: float) -> Records:
     adaptive = white and (entry.adaptive if entry.adaptive is not None
                           else ctx.members >= 2 and entry.combine is None)
     early = white and entry.early_exit
-    if adaptive:
-        combine = "adaptive"
-        out = evaluate_adaptive(
-            ctx.model, build, batches, device=ctx.device, keep_adv=True,
-            on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
-            early_exit=early,
-        )
-        extra["broken_by"] = out.info["broken_counts"]
-        if out.info.get("stages_by_aggregation"):
-            extra["stages_by_aggregation"] = out.info["stages_by_aggregation"]
-    else:
-        out = evaluate_attack(
-            ctx.model, build(combine), batches, device=ctx.device,
-            keep_adv=True,  # the members' accuracy and the report's examples read them
-            precomputed=None if cached is None else Precomputed(cached["x_adv"], cached["norm"]),
-            on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
-            early_exit=early,
-        )
+    cache, key, fields = _transfer_cache(ctx, entry, eps, combine, batches)
+    with _claimed(ctx, cache, key, len(idx), desc) as cached:
+        if adaptive:
+            combine = "adaptive"
+            out = evaluate_adaptive(
+                ctx.model, build, batches, device=ctx.device, keep_adv=True,
+                on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
+                early_exit=early,
+            )
+            extra["broken_by"] = out.info["broken_counts"]
+            if out.info.get("stages_by_aggregation"):
+                extra["stages_by_aggregation"] = out.info["stages_by_aggregation"]
+        else:
+            out = evaluate_attack(
+                ctx.model, build(combine), batches, device=ctx.device,
+                keep_adv=True,  # the members' accuracy and the report's examples read them
+                precomputed=None if cached is None else Precomputed(cached["x_adv"],
+                                                                    cached["norm"]),
+                on_batch=first_batch_checks, track=lambda items: ctx.track(items, desc),
+                early_exit=early,
+            )
+        if cache is not None and cached is None:  # crafted here: store them for the others
+            cache.save(key, out.x_adv, out.norm, fields)  # type: ignore[arg-type]
     if stage_logs:
         extra["stages"] = merge_stage_logs(stage_logs)
     if white and entry.square_check and entry.masking_checks:
         warnings += square_check(ctx, entry, eps, batches, out, extra)
-    if fill_cache:
-        cache.save(key, out.x_adv, out.norm, fields)  # type: ignore[union-attr, arg-type]
     robust, clean = out.robust_accuracy, out.clean_accuracy
     common = dict(
         attack=entry.attack, eps=eps, threat_model=entry.threat, n=out.n, combine_attack=combine,
