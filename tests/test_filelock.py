@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from robens.filelock import exclusive_lock
+from robens.filelock import LockBusy, exclusive_lock
 
 
 def test_second_claim_waits_for_the_holder_and_is_told_who_holds_it(tmp_path):
@@ -95,3 +95,25 @@ def test_folder_that_cannot_hold_the_file_yields_no_lock(tmp_path):
     with exclusive_lock(blocker / "sub" / "k.lock") as ok:
         assert ok is False
     assert blocker.read_text() == "x"
+
+
+def test_busy_lock_without_waiting_raises_and_leaves_the_holder_alone(tmp_path):
+    path = tmp_path / "k.lock"
+    with exclusive_lock(path):
+        other = threading.Thread(target=lambda: errors.append(_try(path)))
+        errors: list = []
+        other.start()
+        other.join(10)
+        (busy,) = errors
+        assert isinstance(busy, LockBusy) and busy.holder == f"pid {os.getpid()}"
+        assert path.read_text() == f"pid {os.getpid()}"  # still ours
+    with exclusive_lock(path, wait=False) as ok:  # free again: taken at once
+        assert ok
+
+
+def _try(path):
+    try:
+        with exclusive_lock(path, wait=False):
+            return None
+    except LockBusy as exc:
+        return exc

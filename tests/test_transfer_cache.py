@@ -195,3 +195,32 @@ def test_concurrent_targets_craft_each_key_once(runs, tmp_path):
     for n in ("a", "b"):
         assert got[str(tmp_path / n)][1] == ref[n]
     assert not list((tmp_path / "c").glob("*.lock"))  # every claim released cleanly
+
+
+def test_unit_whose_examples_are_being_crafted_elsewhere_runs_after_the_others(
+        runs, tmp_path, monkeypatch):
+    """A key that another process holds: its unit goes after the suite's other units (which
+    craft their own keys meanwhile), then reads or crafts it; same records, in suite order."""
+    from robens.evaluate import transfer_cache as tc
+    from robens.filelock import LockBusy
+
+    original, busy = tc.TransferCache.claim, []
+
+    def claim(self, key, on_wait=None, wait=True):
+        if not wait and not busy:  # the first key asked for: "another process" holds it
+            busy.append(key)
+            raise LockBusy(self.path(key), "pid 0")
+        return original(self, key, on_wait, wait)
+
+    ref = run_suite(runs["a"], _suite(runs, cache=str(tmp_path / "c0")), out=tmp_path / "ref",
+                    progress=False, echo=None)
+    monkeypatch.setattr(tc.TransferCache, "claim", claim)
+    told: list[str] = []
+    got = run_suite(runs["a"], _suite(runs, cache=str(tmp_path / "c")), out=tmp_path / "a",
+                    progress=False, echo=told.append)
+    assert len(busy) == 1
+    first = ref["ran"][1]  # the first transfer unit, after the clean one
+    assert got["ran"] == [u for u in ref["ran"] if u != first] + [first]
+    assert any(first in m and "pid 0 is crafting" in m for m in told)
+    assert [r["unit"] for r in got["records"]] == [r["unit"] for r in ref["records"]]
+    assert _values(got) == _values(ref)

@@ -23,6 +23,7 @@ from robens.evaluate.suite_config import SuiteConfig, load_suite, metric_specs
 from robens.evaluate.surrogates import Surrogates, TrainFn
 from robens.evaluate.units import UNITS, AttackEntry, UnitContext
 from robens.factory import load_ensemble
+from robens.filelock import LockBusy
 from robens.metrics.accuracy import weighted_accuracy
 from robens.objectives.base import parse_objective_spec
 from robens.progress import Progress
@@ -228,22 +229,31 @@ class SuiteRunner:
         return UNITS.get(entry.threat).run(self.ctx.for_unit(uid), entry, eps)
 
     def run(self) -> dict[str, Any]:
+        """Every unit not already done, in suite order; a transfer unit whose examples another
+        process is crafting (a suite of the same surrogate running beside this one) goes after
+        the others, which first craft what nobody has claimed, then waits for them. Results
+        are in suite order whatever the order the units ran in."""
         units = self.units()
         self.out.mkdir(parents=True, exist_ok=True)
+        deferred: list[tuple[str, Callable[[], Records]]] = []
         with RunLock(self.out), Progress(self.progress) as bar:
             self.ctx.progress = bar
-            for uid, fn in units:
-                if self.store.done(uid):
-                    self.skipped.append(uid)
-                    continue
-                t0 = time.perf_counter()
-                records = fn()
-                seconds = round(time.perf_counter() - t0, 3)
-                for r in records:
-                    r.setdefault("unit", uid)
-                self.store.write_unit(uid, seconds, records)
-                self.ran.append(uid)
-                self._write_results(units)
+            self.ctx.defer_busy = True
+            try:
+                for uid, fn in units:
+                    if self.store.done(uid):
+                        self.skipped.append(uid)
+                        continue
+                    try:
+                        self._run_unit(units, uid, fn)
+                    except LockBusy as busy:
+                        self.echo(f"unit {uid}: {busy.holder} is crafting its transfer"
+                                  " examples; run after the others")
+                        deferred.append((uid, fn))
+            finally:
+                self.ctx.defer_busy = False
+            for uid, fn in deferred:
+                self._run_unit(units, uid, fn)
             records = self._write_results(units)
         if self.skipped:
             self.echo(f"{len(self.skipped)} finished unit(s) of suite {self.suite.name!r} skipped"
@@ -256,6 +266,16 @@ class SuiteRunner:
             "skipped": list(self.skipped),
             "warnings": sorted({w for r in records for w in r.get("warnings", [])}),
         }
+
+    def _run_unit(self, units: list, uid: str, fn: Callable[[], Records]) -> None:
+        t0 = time.perf_counter()
+        records = fn()
+        seconds = round(time.perf_counter() - t0, 3)
+        for r in records:
+            r.setdefault("unit", uid)
+        self.store.write_unit(uid, seconds, records)
+        self.ran.append(uid)
+        self._write_results(units)
 
     def _write_results(self, units: list) -> Records:
         records = self.store.records([uid for uid, _ in units])

@@ -11,8 +11,9 @@ records the key's fields and a SHA-256 digest of the tensors, checked on every r
 that fails the check, or any read error, is a miss: the examples are crafted again and the
 file rewritten (atomically), so a broken cache costs time, never a wrong number. Concurrent
 suites (a sweep's targets evaluated side by side) craft a key once: the first holds the key's
-claim (:meth:`TransferCache.claim`, a ``<key>.lock`` beside it) while it crafts, the others
-wait for it and read the file.
+claim (:meth:`TransferCache.claim`, a ``<key>.lock`` beside it) while it crafts; the others
+first run their units that nobody is crafting (crafting the keys nobody has claimed, so two
+suites share the work), then wait for the rest and read them.
 """
 
 from __future__ import annotations
@@ -58,12 +59,13 @@ class TransferCache:
         return self.root / f"{key}.safetensors"
 
     def claim(
-        self, key: str, on_wait: Callable[[str], None] | None = None
+        self, key: str, on_wait: Callable[[str], None] | None = None, wait: bool = True
     ) -> AbstractContextManager[bool]:
         """Hold the exclusive claim on crafting ``key`` (:func:`robens.filelock.exclusive_lock`
         on ``<key>.lock``): another process claiming it waits, calling ``on_wait(holder)``
-        once. Yields False (no claim) where ``root`` is read-only."""
-        return exclusive_lock(self.root / f"{key}.lock", on_wait)
+        once (or, ``wait=False``, gets :class:`robens.filelock.LockBusy`). Yields False (no
+        claim) where ``root`` is read-only."""
+        return exclusive_lock(self.root / f"{key}.lock", on_wait, wait)
 
     def load(self, key: str, n: int) -> dict[str, torch.Tensor] | None:
         """``{"x_adv", "norm"}`` for ``key`` with ``n`` examples, or None (miss or bad file)."""

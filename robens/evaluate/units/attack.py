@@ -126,7 +126,10 @@ def _claimed(
 ) -> Iterator[dict[str, torch.Tensor] | None]:
     """The cached examples of ``key``, or None: then, with a cache, this unit crafts them
     holding the key's claim, so a concurrent suite of the same surrogate waits for them
-    instead of crafting them again (it reads them once the claim is released)."""
+    instead of crafting them again (it reads them once the claim is released). With
+    ``ctx.defer_busy`` a claimed key raises :class:`~robens.filelock.LockBusy` instead: the
+    suite runs the unit again after its others (:meth:`robens.evaluate.runner.SuiteRunner.run`).
+    """
     if cache is None:
         yield None
         return
@@ -134,7 +137,7 @@ def _claimed(
     if cached is None:
         wait = lambda holder: ctx.echo(  # noqa: E731
             f"{desc}: {holder} is crafting these transfer examples; waiting to read them")
-        with cache.claim(key, on_wait=wait):
+        with cache.claim(key, on_wait=wait, wait=not ctx.defer_busy):
             cached = cache.load(key, n)
             if cached is None:
                 yield None

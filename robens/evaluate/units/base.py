@@ -120,6 +120,9 @@ class UnitContext:
     data_root: str | None = None
     uid: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    #: a unit whose transfer examples another process is crafting raises LockBusy (to be run
+    #: again later) instead of waiting for them
+    defer_busy: bool = False
 
     def for_unit(self, uid: str) -> UnitContext:
         """This context for the unit ``uid`` (sample files are named after it)."""
