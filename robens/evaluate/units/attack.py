@@ -135,9 +135,10 @@ def _claimed(
         return
     cached = cache.load(key, n)
     if cached is None:
-        wait = lambda holder: ctx.echo(  # noqa: E731
-            f"{desc}: {holder} is crafting these transfer examples; waiting to read them")
-        with cache.claim(key, on_wait=wait, wait=not ctx.defer_busy):
+        def on_wait(holder: str) -> None:
+            ctx.echo(f"{desc}: {holder} is crafting these transfer examples; waiting for them")
+
+        with cache.claim(key, on_wait=on_wait, wait=not ctx.defer_busy):
             cached = cache.load(key, n)
             if cached is None:
                 yield None
