@@ -33,7 +33,8 @@ class RunLock:
     and a reader does so when it can take the lock exclusively at release (it is the last
     holder). A killed holder leaves it, unlocked, for the next one. Another process may have
     opened the file just before it was unlinked: having locked it, it checks that the path
-    still names the file it locked (:meth:`_still_at_path`) and otherwise starts again.
+    still names the file it locked (:func:`~robens.filelock.still_at_path`) and otherwise
+    starts again.
     """
 
     #: seconds a refused acquisition keeps retrying: long enough for a holder in the midst of
@@ -54,12 +55,12 @@ class RunLock:
             try:
                 fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
-                if self._still_at_path(fd) and time.monotonic() >= deadline:
+                if still_at_path(self.path, fd) and time.monotonic() >= deadline:
                     self._refuse(fd)
                 os.close(fd)
                 time.sleep(0.01)
                 continue
-            if self._still_at_path(fd):
+            if still_at_path(self.path, fd):
                 break
             os.close(fd)  # locked a file its last holder had just removed: start again
         self._fd = fd
@@ -72,10 +73,6 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()}".encode())
         self._remove_stale_temp_files()
-
-    def _still_at_path(self, fd: int) -> bool:
-        """Whether ``self.path`` still names the file open as ``fd`` (not removed, replaced)."""
-        return still_at_path(self.path, fd)
 
     def _refuse(self, fd: int) -> None:
         holder = os.read(fd, 64).decode(errors="replace").strip()
@@ -134,7 +131,7 @@ class RunLock:
                     pass
             if last:
                 try:
-                    if self._still_at_path(fd):
+                    if still_at_path(self.path, fd):
                         os.unlink(self.path)
                 except OSError:  # cannot remove it (read-only folder): leave it empty
                     if not self.shared:  # the pid names the holder only while it holds it

@@ -27,7 +27,7 @@ def test_second_claim_waits_for_the_holder_and_is_told_who_holds_it(tmp_path):
     t = threading.Thread(target=holder)
     t.start()
     held.wait(10)
-    waiter = threading.Thread(target=lambda: _enter(path, told, order))
+    waiter = threading.Thread(target=_enter, args=(path, told, order))
     waiter.start()
     deadline = time.monotonic() + 10
     while not told and time.monotonic() < deadline:
@@ -99,9 +99,9 @@ def test_folder_that_cannot_hold_the_file_yields_no_lock(tmp_path):
 
 def test_busy_lock_without_waiting_raises_and_leaves_the_holder_alone(tmp_path):
     path = tmp_path / "k.lock"
+    errors: list = []
     with exclusive_lock(path):
         other = threading.Thread(target=lambda: errors.append(_try(path)))
-        errors: list = []
         other.start()
         other.join(10)
         (busy,) = errors

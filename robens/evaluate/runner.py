@@ -239,19 +239,17 @@ class SuiteRunner:
         with RunLock(self.out), Progress(self.progress) as bar:
             self.ctx.progress = bar
             self.ctx.defer_busy = True
-            try:
-                for uid, fn in units:
-                    if self.store.done(uid):
-                        self.skipped.append(uid)
-                        continue
-                    try:
-                        self._run_unit(units, uid, fn)
-                    except LockBusy as busy:
-                        self.echo(f"unit {uid}: {busy.holder} is crafting its transfer"
-                                  " examples; run after the others")
-                        deferred.append((uid, fn))
-            finally:
-                self.ctx.defer_busy = False
+            for uid, fn in units:
+                if self.store.done(uid):
+                    self.skipped.append(uid)
+                    continue
+                try:
+                    self._run_unit(units, uid, fn)
+                except LockBusy as busy:
+                    self.echo(f"unit {uid}: {busy.holder} is crafting its transfer examples;"
+                              " run after the others")
+                    deferred.append((uid, fn))
+            self.ctx.defer_busy = False  # the deferred units wait for their examples
             for uid, fn in deferred:
                 self._run_unit(units, uid, fn)
             records = self._write_results(units)
